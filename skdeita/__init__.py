@@ -1,0 +1,18 @@
+"""scikit-learn estimators for curating LLM instruction-tuning data, DEITA style."""
+
+from ._embedding import EmbeddingTransformer
+from ._encoders import ModelNotFoundError
+from ._selection import SelectionResult, deita_select
+from ._selector import BudgetNotReachedWarning, DeitaSelector
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BudgetNotReachedWarning",
+    "DeitaSelector",
+    "EmbeddingTransformer",
+    "ModelNotFoundError",
+    "SelectionResult",
+    "deita_select",
+    "__version__",
+]

