@@ -2,6 +2,7 @@
 
 from ._embedding import EmbeddingTransformer
 from ._encoders import ModelNotFoundError
+from ._pairrm import PairRMRanker, preference_pairs
 from ._selection import SelectionResult, deita_select
 from ._selector import BudgetNotReachedWarning, DeitaSelector
 
@@ -12,7 +13,9 @@ __all__ = [
     "DeitaSelector",
     "EmbeddingTransformer",
     "ModelNotFoundError",
+    "PairRMRanker",
     "SelectionResult",
     "deita_select",
+    "preference_pairs",
     "__version__",
 ]

@@ -114,3 +114,29 @@ def tiny_causal_dir(request, tmp_path_factory) -> Path:
     tf.GPT2Model(config).save_pretrained(path)
     _copy_minilm_tokenizer(path, padding_side=request.param)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ranker_dir(tmp_path_factory) -> Path:
+    """A tiny random PairRM-shaped ranker in the layout loadranker reads."""
+    import importlib.util
+
+    for needed in ("llm_blender", "sentencepiece", "torch"):
+        if importlib.util.find_spec(needed) is None:  # importing comes later, repaired
+            pytest.skip(f"{needed} is not installed (pip install 'skdeita[pairrm]')")
+    from skdeita._testing import make_tiny_pairrm
+
+    return make_tiny_pairrm(tmp_path_factory.mktemp("tiny-pairrm"))
+
+
+@pytest.fixture(scope="session")
+def reference_blender(tiny_ranker_dir):
+    """llm-blender's own Blender with the same tiny ranker loaded."""
+    from skdeita._blender_compat import import_llm_blender
+
+    blender = import_llm_blender().Blender()
+    blender.loadranker(
+        str(tiny_ranker_dir), device="cpu", model_name=str(tiny_ranker_dir / "backbone")
+    )
+    blender.blender_config.use_tqdm = False
+    return blender

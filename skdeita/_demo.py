@@ -1,0 +1,78 @@
+"""``skdeita demo``: curate the embedded sample with the packaged MiniLM."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+
+
+def _verdict(row, threshold: float) -> str:
+    if row["deita_selected"]:
+        return "kept"
+    if pd.isna(row["nearest_neighbor_distance"]):
+        return "not reached: budget filled"
+    return f"dropped: {row['nearest_neighbor_distance']:.3f} < {threshold} from a kept row"
+
+
+def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 0.1) -> int:
+    """Embed, select, print what was kept and why, and save the plots."""
+    from sklearn.pipeline import make_pipeline
+
+    from . import DeitaSelector, EmbeddingTransformer
+    from .datasets import load_sample
+
+    pool = load_sample()
+    print(
+        f"Sample pool: {len(pool)} rows (see skdeita.datasets.load_sample); "
+        f"budget {budget}, diversity_threshold {threshold} (cosine distance)."
+    )
+    embedder = EmbeddingTransformer(template="{instruction}\n\n{response}")
+    selector = DeitaSelector(data_budget=budget, diversity_threshold=threshold, output="annotate")
+    out = make_pipeline(embedder, selector).fit_transform(pool)
+    print(f"Embedded with {embedder.model_identity_.split('|')[1]} on {embedder.device_}.\n")
+
+    counts = pd.crosstab(out["kind"], out["deita_selected"].map({True: "kept", False: "dropped"}))
+    print("What was kept, by kind of row:\n")
+    print(counts.reindex(columns=["kept", "dropped"], fill_value=0).to_string(), "\n")
+
+    visited = out[out["nearest_neighbor_distance"].notna()]
+    order = visited.sort_values("deita_score", ascending=False, kind="stable")
+    show = pd.concat([order.head(8), order[~order["deita_selected"]].head(8)])
+    table = pd.DataFrame(
+        {
+            "rank": show["deita_rank"].astype("string").fillna("-"),
+            "kind": show["kind"],
+            "score": show["deita_score"].round(2),
+            "why": [_verdict(r, threshold) for _, r in show.iterrows()],
+            "instruction": [textwrap.shorten(t, 52) for t in show["instruction"]],
+        }
+    )
+    print("The best-scored rows, then the first rows the diversity check dropped:\n")
+    print(table.to_string(index=False), "\n")
+    print(
+        f"Kept {selector.n_selected_} of {len(pool)} rows; budget {selector.budget_} "
+        f"{'reached' if selector.budget_reached_ else 'NOT reached'}; "
+        f"{selector.n_visited_} rows examined."
+    )
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    out.drop(columns="embedding").to_csv(output_dir / "selection.csv")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    except ImportError:
+        print("Install the plot extra (pip install 'skdeita[plot]') to get the pictures.")
+        return 0
+    from .plotting import plot_selection_map, plot_threshold_curve
+
+    ax = plot_selection_map(out)
+    ax.figure.savefig(output_dir / "selection_map.png", dpi=120, bbox_inches="tight")
+    ax = plot_threshold_curve(out[pool.columns.tolist() + ["embedding"]], selector)
+    ax.figure.savefig(output_dir / "threshold_curve.png", dpi=120, bbox_inches="tight")
+    print(f"Selection table: {output_dir / 'selection.csv'}")
+    print(f"Selection plot:  {output_dir / 'selection_map.png'}")
+    print(f"Threshold curve: {output_dir / 'threshold_curve.png'}")
+    return 0

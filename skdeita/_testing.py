@@ -1,0 +1,167 @@
+"""Build small, randomly initialised PairRM-shaped rankers without a model hub.
+
+Used by the tests and the benchmarks: a DeBERTa-v2 backbone from a config, a
+sentencepiece vocabulary trained on a few sentences, and llm-blender's own
+ranker class around them, saved in the layout ``Blender.loadranker(path)``
+reads::
+
+    <dir>/config.json          llm-blender's RankerConfig
+    <dir>/model.safetensors    the whole ranker (backbone + comparison head)
+    <dir>/backbone/            the backbone's config, weights and tokenizer
+
+The RankerConfig names ``microsoft/deberta-v3-large`` as the real PairRM's
+does; the ``backbone/`` folder stands in for it offline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._blender_compat import import_llm_blender
+from ._deps import require
+
+_SENTENCES = [
+    "Hello, how are you today? I am fine, thank you for asking.",
+    "Write a short poem about the sea and the wind at night.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Explain the difference between a list and a tuple in Python.",
+    "Sourdough bread needs flour, water, salt and a lively starter.",
+    "Photosynthesis turns light, water and carbon dioxide into sugar.",
+    "Give three tips for a good night of sleep and a calm morning.",
+    "The capital of France is Paris; the capital of Japan is Tokyo.",
+    "Sort the numbers 5, 3, 9 and 1 in increasing order, please.",
+    "A good answer is helpful, honest, harmless, clear and complete.",
+    "Translate 'good morning' into Spanish, French and German.",
+    "Machine learning models learn patterns from examples in data.",
+]
+
+
+def _train_vocabulary(directory: Path, vocab_size: int, texts) -> Path:
+    spm = require("sentencepiece", "Building a test ranker")
+    corpus = directory / "corpus.txt"
+    lines = [line for t in texts for line in t.splitlines() if line.strip()]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prefix = directory / "spm"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        hard_vocab_limit=False,
+        pad_id=0,
+        bos_id=1,
+        eos_id=2,
+        unk_id=3,
+        pad_piece="[PAD]",
+        bos_piece="[CLS]",
+        eos_piece="[SEP]",
+        unk_piece="[UNK]",
+        user_defined_symbols=["[MASK]"],
+        minloglevel=2,
+        input_sentence_size=200_000,
+        shuffle_input_sentence=True,
+    )
+    corpus.unlink()
+    (directory / "spm.vocab").unlink()
+    return prefix.with_suffix(".model")
+
+
+def make_tiny_pairrm(
+    directory: str | Path,
+    *,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 64,
+    vocab_size: int = 180,
+    corpus: list[str] | None = None,
+    head_scale: float = 1000.0,
+    initializer_range: float = 0.3,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised PairRM-shaped ranker under ``directory``.
+
+    Parameters
+    ----------
+    directory : str or Path
+        Where to write (created if needed).
+    hidden_size, num_layers, num_heads, intermediate_size : int
+        Backbone shape. DeBERTa-v3-large (PairRM's) is 1024, 24, 16, 4096.
+    vocab_size : int
+        Size of the trained sentencepiece vocabulary.
+    corpus : list of str or None
+        Texts to train the vocabulary on (default: a dozen built-in
+        sentences). Train on real text with a few thousand pieces to get
+        realistic token counts for benchmarks.
+    head_scale : float
+        Multiplies the comparison head's last layer so that scores of
+        different candidates differ clearly.
+    initializer_range : float
+        Standard deviation of the random backbone weights (larger than a
+        trained model's, so that context changes the hidden states more).
+    seed : int
+        Seed of the random weights.
+
+    Returns
+    -------
+    path : Path
+        The ranker directory, ready for ``PairRMRanker(model=path)``.
+    """
+    torch = require("torch", "Building a test ranker")
+    tf = require("transformers", "Building a test ranker")
+    safetensors_torch = require("safetensors.torch", "Building a test ranker")
+    llm_blender = import_llm_blender()
+    from llm_blender.blender.blender_utils import load_ranker
+    from llm_blender.pair_ranker.config import RankerConfig
+
+    directory = Path(directory)
+    backbone = directory / "backbone"
+    backbone.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    _train_vocabulary(backbone, vocab_size, corpus or _SENTENCES * 4)
+    # Loading from spm.model through a tokenizer_config works on transformers
+    # 4.57 and 5 alike (their DebertaV2Tokenizer constructors differ).
+    (backbone / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False})
+    )
+    tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
+    tokenizer.save_pretrained(backbone)
+    config = tf.DebertaV2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=256,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+        pad_token_id=0,
+        initializer_range=initializer_range,
+    )
+    tf.DebertaV2Model(config).save_pretrained(backbone)
+
+    ranker_config = RankerConfig(
+        ranker_type="pairranker",
+        model_type="deberta",
+        model_name=str(backbone),
+        source_maxlength=1224,
+        candidate_maxlength=412,
+        n_tasks=1,
+        drop_out=0.05,
+        inference_mode="bubble",
+        fp16=True,
+    )
+    ranker, _, _ = load_ranker(ranker_config)
+    with torch.no_grad():
+        ranker.head_layer[-1].weight.mul_(head_scale)
+    safetensors_torch.save_model(ranker, str(directory / "model.safetensors"))
+    ranker_config.model_name = "microsoft/deberta-v3-large"  # as the real PairRM's
+    (directory / "config.json").write_text(json.dumps(ranker_config.to_dict(), indent=2))
+    del llm_blender
+    return directory
