@@ -2,7 +2,8 @@
 
 from ._embedding import EmbeddingTransformer
 from ._encoders import ModelNotFoundError
-from ._pairrm import PairRMRanker, preference_pairs
+from ._pairrm import PairRMRanker
+from ._preference import best_candidate, preference_pairs
 from ._selection import SelectionResult, deita_select
 from ._selector import BudgetNotReachedWarning, DeitaSelector
 
@@ -18,4 +19,5 @@ __all__ = [
     "deita_select",
     "preference_pairs",
     "__version__",
+    "best_candidate",
 ]

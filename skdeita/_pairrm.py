@@ -20,6 +20,7 @@ from ._pairrm_engine import (
     ranks_from_scores,
     scores_from_matrix,
 )
+from ._preference import order_by_ranks
 from ._progress import progress_enabled
 from ._validation import check_columns, check_dataframe, first_labels
 
@@ -340,16 +341,6 @@ class PairRMRanker(TransformerMixin, BaseEstimator):
         return valid, [inputs[i] for i in valid], [list(cands[i]) for i in valid]
 
 
-def order_by_ranks(candidates: list, ranks) -> list:
-    """Candidates best first: a stable argsort of the ranks.
-
-    distilabel's ``take_along_axis(candidates, ranks - 1)`` applies the inverse
-    permutation instead: ranks ``[2, 3, 1]`` of ``a, b, c`` must give
-    ``c, a, b``, not ``b, c, a``; tied ranks keep input order.
-    """
-    return [candidates[i] for i in np.argsort(np.asarray(ranks), kind="stable")]
-
-
 def _candidate_problem(cell) -> str | None:
     """None when ``cell`` is a non-empty list of strings; else what is wrong."""
     if cell is None or (isinstance(cell, float) and cell != cell):
@@ -361,69 +352,3 @@ def _candidate_problem(cell) -> str | None:
     if any(c is None or (isinstance(c, float) and c != c) for c in cell):
         return "type"
     return None if all(isinstance(c, str) for c in cell) else "type"
-
-
-def preference_pairs(
-    ranked: pd.DataFrame,
-    *,
-    input_col: str = "input",
-    ranked_col: str = "ranked_candidates",
-    ranks_col: str = "ranks",
-) -> pd.DataFrame:
-    """Turn ranked rows into ``prompt``/``chosen``/``rejected`` preference data.
-
-    The best-ranked candidate is chosen and the worst rejected (the layout
-    DPO trainers read). Rows whose candidates all tie, or with one candidate,
-    give no pair; a warning counts them.
-
-    Parameters
-    ----------
-    ranked : DataFrame
-        Output of :meth:`PairRMRanker.transform`.
-    input_col, ranked_col, ranks_col : str
-        Column names in ``ranked``.
-
-    Returns
-    -------
-    pairs : DataFrame
-        Columns ``prompt``, ``chosen``, ``rejected``, ``chosen_rank``,
-        ``rejected_rank``; index labels of the source rows.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from skdeita import preference_pairs
-    >>> ranked = pd.DataFrame({"input": ["Hi"], "ranks": [[2, 1, 3]],
-    ...                        "ranked_candidates": [["good", "fine", "bad"]]})
-    >>> preference_pairs(ranked)[["prompt", "chosen", "rejected"]]
-      prompt chosen rejected
-    0     Hi   good      bad
-    """
-    check_columns(
-        ranked, {"input_col": input_col, "ranked_col": ranked_col, "ranks_col": ranks_col}
-    )
-    records, labels, dropped = [], [], 0
-    for label, prompt, cands, ranks in zip(
-        ranked.index, ranked[input_col], ranked[ranked_col], ranked[ranks_col], strict=True
-    ):
-        if cands is None or ranks is None or len(cands) < 2 or min(ranks) == max(ranks):
-            dropped += 1
-            continue
-        records.append(
-            {
-                "prompt": prompt,
-                "chosen": cands[0],
-                "rejected": cands[-1],
-                "chosen_rank": min(ranks),
-                "rejected_rank": max(ranks),
-            }
-        )
-        labels.append(label)
-    if dropped:
-        warnings.warn(
-            f"{dropped} rows give no preference pair (one candidate, all tied, or unranked).",
-            UserWarning,
-            stacklevel=2,
-        )
-    columns = ["prompt", "chosen", "rejected", "chosen_rank", "rejected_rank"]
-    return pd.DataFrame(records, index=pd.Index(labels, name=ranked.index.name), columns=columns)

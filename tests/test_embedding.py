@@ -43,18 +43,26 @@ def frame(texts=TEXTS, **extra) -> pd.DataFrame:
     return pd.DataFrame({"text": texts, **extra}, index=[f"r{i}" for i in range(len(texts))])
 
 
-def spy_on_encoder(transformer) -> list[int]:
-    """Count the texts that reach the real model (the model still runs)."""
-    calls: list[int] = []
-    encoder = transformer._encoder()
-    real = encoder.encode
+@pytest.fixture
+def spy_on_encoder(monkeypatch):
+    """Count the texts that reach the real model (the model still runs).
 
-    def counting(texts, **kwargs):
-        calls.append(len(texts))
-        return real(texts, **kwargs)
+    Loaded models are shared by clones, so the spy is undone after the test.
+    """
 
-    encoder.encode = counting
-    return calls
+    def spy(transformer) -> list[int]:
+        calls: list[int] = []
+        encoder = transformer._encoder()
+        real = type(encoder).encode
+
+        def counting(texts, **kwargs):
+            calls.append(len(texts))
+            return real(encoder, texts, **kwargs)
+
+        monkeypatch.setattr(encoder, "encode", counting)
+        return calls
+
+    return spy
 
 
 # -- exactness against the real model -------------------------------------------
@@ -81,13 +89,13 @@ def test_dedupe_on_and_off_give_identical_output(fitted):
     np.testing.assert_array_equal(np.stack(on["embedding"]), np.stack(off["embedding"]))
 
 
-def test_dedupe_embeds_each_distinct_text_once(fitted):
+def test_dedupe_embeds_each_distinct_text_once(fitted, spy_on_encoder):
     calls = spy_on_encoder(fitted)
     fitted.transform(frame())
     assert calls == [4]
 
 
-def test_cache_hit_returns_identical_arrays_without_model_calls(minilm_path, tmp_path):
+def test_cache_hit_returns_identical_arrays_without_model_calls(tmp_path, spy_on_encoder):
     first = EmbeddingTransformer(cache=tmp_path, show_progress_bar=False).fit(frame())
     before = np.stack(first.transform(frame())["embedding"])
     again = clone(first).fit(frame())  # a clone, as in a grid-search fold

@@ -4,15 +4,18 @@ Eight topics, eight tasks each. Every task appears as:
 
 - a plain question ("How do I ...?") with a helpful answer;
 - a near-duplicate paraphrase ("What is the best way to ...?"), same answer;
-- a harder, multi-part version with a fuller answer (higher complexity);
+- a harder, multi-part version with a fuller answer (higher complexity),
+  and a near-duplicate rephrasing of it that scores about as high;
 - for some tasks, an exact duplicate of the plain row, and a weak answer
   ("I am not sure.") with a low quality score.
 
 Complexity (``evol_instruction_score``) and quality (``evol_response_score``)
 lie in [1, 6] like DEITA's scorers. A good selection keeps the harder,
-well-answered version of each task, skips the paraphrases and duplicates of
-what it already has (they are within cosine distance 0.1), and never spends
-the budget on the weak answers.
+well-answered version of each task, skips the rephrasings, paraphrases and
+duplicates of what it already has (they are within cosine distance 0.1), and
+never spends the budget on the weak answers. With no diversity check, the
+top of the score list holds both a detailed row and its rephrasing for many
+tasks, and a budget of 64 covers only part of the tasks.
 """
 
 from __future__ import annotations
@@ -116,13 +119,13 @@ def _answer(task: str, how: str, detailed: bool) -> str:
 
 
 def load_sample() -> pd.DataFrame:
-    """The embedded sample pool: about 250 instruction/response rows.
+    """The embedded sample pool: 320 instruction/response rows.
 
     Returns
     -------
     frame : DataFrame
         Columns ``instruction``, ``response``, ``topic``, ``kind`` (``plain``,
-        ``paraphrase``, ``detailed``, ``duplicate``, ``weak``),
+        ``paraphrase``, ``detailed``, ``rephrased``, ``duplicate``, ``weak``),
         ``evol_instruction_score`` and ``evol_response_score``. The same call
         always returns the same rows.
 
@@ -131,9 +134,9 @@ def load_sample() -> pd.DataFrame:
     >>> from skdeita.datasets import load_sample
     >>> df = load_sample()
     >>> df.shape
-    (256, 6)
+    (320, 6)
     >>> df["kind"].value_counts().to_dict()
-    {'plain': 64, 'paraphrase': 64, 'detailed': 64, 'duplicate': 32, 'weak': 32}
+    {'plain': 64, 'paraphrase': 64, 'detailed': 64, 'rephrased': 64, 'duplicate': 32, 'weak': 32}
     """
     rng = np.random.default_rng(20240101)
     rows = []
@@ -158,18 +161,29 @@ def load_sample() -> pd.DataFrame:
                     "evol_instruction_score": base_c + rng.uniform(-0.3, 0.3),
                 }
             )
+            detailed = dict(
+                instruction=(
+                    f"Explain step by step how to {task}. Include an example, "
+                    "the most common mistakes, and a short checklist."
+                ),
+                response=_answer(task, how, True),
+                topic=topic,
+                kind="detailed",
+                evol_instruction_score=rng.uniform(4.0, 5.8),
+                evol_response_score=rng.uniform(4.0, 5.8),
+            )
+            rows.append(detailed)
             rows.append(
-                dict(
-                    instruction=(
-                        f"Explain step by step how to {task}. Include an example, "
-                        "the most common mistakes, and a short checklist."
+                {
+                    **detailed,
+                    "instruction": (
+                        f"Explain, step by step, how to {task}. Include an example, "
+                        "the common mistakes and a short checklist."
                     ),
-                    response=_answer(task, how, True),
-                    topic=topic,
-                    kind="detailed",
-                    evol_instruction_score=rng.uniform(4.0, 5.8),
-                    evol_response_score=rng.uniform(4.0, 5.8),
-                )
+                    "kind": "rephrased",
+                    "evol_instruction_score": detailed["evol_instruction_score"]
+                    + rng.uniform(-0.2, 0.2),
+                }
             )
             if k % 2 == 0:
                 rows.append({**plain, "kind": "duplicate"})
