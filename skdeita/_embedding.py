@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import FrameTransformerMixin
 from ._cache import EmbeddingCache, text_key
 from ._deps import resolve_device
 from ._encoders import DEFAULT_MODEL, load_encoder
@@ -19,7 +20,7 @@ from ._progress import progress_enabled
 from ._validation import check_columns, check_dataframe, check_text_column
 
 
-class EmbeddingTransformer(TransformerMixin, BaseEstimator):
+class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """Add an embedding of each row's text to a DataFrame.
 
     Parameters
@@ -190,8 +191,7 @@ class EmbeddingTransformer(TransformerMixin, BaseEstimator):
         """
         frame, column = self._as_frame(X)
         self._texts(frame, column)  # input errors before any model work
-        self.n_features_in_ = frame.shape[1]
-        self.feature_names_in_ = np.asarray([str(c) for c in frame.columns], dtype=object)
+        self._record_columns(frame)
         encoder = self._encoder()
         self.embedding_dim_ = encoder.dim
         self.model_identity_ = encoder.identity
@@ -273,20 +273,8 @@ class EmbeddingTransformer(TransformerMixin, BaseEstimator):
             Input columns followed by the embedding column(s).
         """
         check_is_fitted(self, "embedding_dim_")
-        names = list(self.feature_names_in_ if input_features is None else input_features)
         added = self._wide_names() if self.output == "wide" else [self.output_col]
-        return np.asarray(names + added, dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Text in, rows preserved; a model is loaded, so no numeric-array checks.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.transformer_tags.preserves_dtype = []
-        tags.target_tags.required = False
-        tags.requires_fit = True
-        tags.non_deterministic = False
-        return tags
+        return self._names_out(input_features, added)
 
     def __getstate__(self):
         state = super().__getstate__()

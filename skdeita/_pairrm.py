@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import FrameTransformerMixin
 from ._deps import resolve_device
 from ._pairrm_engine import (
     DEFAULT_PAIRRM,
@@ -25,7 +26,7 @@ from ._progress import progress_enabled
 from ._validation import check_columns, check_dataframe, first_labels
 
 
-class PairRMRanker(TransformerMixin, BaseEstimator):
+class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """Rank each row's candidate responses with the PairRM reward model.
 
     Every ordered pair of a row's candidates is compared by PairRM
@@ -161,8 +162,7 @@ class PairRMRanker(TransformerMixin, BaseEstimator):
         """
         X = check_dataframe(X, type(self).__name__)
         self._rows(X, warn=False)  # input errors before any model work
-        self.n_features_in_ = X.shape[1]
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self._record_columns(X)
         self.device_ = self._scorer().device
         return self
 
@@ -258,21 +258,8 @@ class PairRMRanker(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str
             Input columns, then ``ranks``, ``ranked_candidates`` (and ``scores``).
         """
-        check_is_fitted(self, "device_")
-        names = list(self.feature_names_in_ if input_features is None else input_features)
         added = ["ranks", "ranked_candidates"] + (["scores"] if self.return_scores else [])
-        return np.asarray(names + added, dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Text and lists of text in, one row out per row in; a model is loaded.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.transformer_tags.preserves_dtype = []
-        tags.target_tags.required = False
-        tags.requires_fit = True
-        tags.non_deterministic = False
-        return tags
+        return self._names_out(input_features, added)
 
     def __getstate__(self):
         state = super().__getstate__()

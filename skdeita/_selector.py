@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._base import FrameTransformerMixin
 from ._scores import compute_deita_scores
 from ._selection import (
     SUPPORTED_METRICS,
@@ -30,7 +31,7 @@ class BudgetNotReachedWarning(UserWarning):
     """Fewer rows passed the diversity check than the budget asked for."""
 
 
-class DeitaSelector(TransformerMixin, BaseEstimator):
+class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """Select a high-quality, diverse subset of rows, DEITA style.
 
     Rows are scored ``deita_score = instruction score x response score``,
@@ -269,31 +270,14 @@ class DeitaSelector(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str
             Input columns followed by the columns this selector adds.
         """
-        check_is_fitted(self, "feature_names_in_")
-        names = list(self.feature_names_in_ if input_features is None else input_features)
         added = SCORE_COLUMNS + (ANNOTATE_COLUMNS if self.output == "annotate" else [])
-        return np.asarray(names + [c for c in added if c not in names], dtype=object)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Input is a DataFrame with an embedding column and score columns, not a
-        # numeric 2-D array; output rows are a subset, so it is not a
-        # row-preserving transformer.
-        tags.input_tags.two_d_array = False
-        tags.input_tags.dict = False
-        tags.input_tags.string = True
-        tags.transformer_tags.preserves_dtype = []
-        tags.target_tags.required = False
-        tags.requires_fit = True
-        tags.non_deterministic = False
-        return tags
+        return self._names_out(input_features, added)
 
     # -- implementation --------------------------------------------------------
 
     def _fit(self, X):
         X, cells, scores, result = self._select(X)
-        self.n_features_in_ = X.shape[1]
-        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self._record_columns(X)
         self.selected_index_ = X.index[result.selected]
         self.n_selected_ = len(result.selected)
         self.budget_ = result.budget

@@ -199,3 +199,25 @@ def test_interrupted_select_leaves_no_output_and_input_intact(tmp_path):
     assert not dst.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["pool.jsonl"]  # no temporary left
     assert digest(src) == before
+
+
+@pytest.mark.pairrm
+def test_rank_writes_ranks_and_ranked_candidates(tmp_path, tiny_ranker_dir, capsys):
+    rows = pd.DataFrame(
+        {
+            "input": ["write a poem", "give tips"],
+            "candidates": [["the sea", "wind", "night"], ["sleep", "water"]],
+        }
+    )
+    src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write(rows, src)
+    argv = ["rank", str(src), "-o", str(dst), "--model", str(tiny_ranker_dir), "--device", "cpu"]
+    assert main([*argv, "--no-progress"]) == 0
+    got = pd.read_json(dst, lines=True)
+    assert [len(r) for r in got["ranks"]] == [3, 2]
+    assert all(min(r) == 1 for r in got["ranks"])
+    for cands, ranks, ranked in zip(
+        got["candidates"], got["ranks"], got["ranked_candidates"], strict=True
+    ):
+        assert ranked == [cands[i] for i in np.argsort(ranks, kind="stable")]
+    assert "rows ranked: 2" in capsys.readouterr().out
