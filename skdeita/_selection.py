@@ -277,12 +277,18 @@ def _check_core_input(source: RowSource, scores, metric, normalize) -> None:
     if not np.all(np.isfinite(scores)):
         bad = np.flatnonzero(~np.isfinite(scores))[:10].tolist()
         raise ValueError(f"scores must be finite; non-finite at positions {bad}")
-    raw = RowSource(source._rows, normalize=False)
+    raw = source._matrix if source._matrix is not None else None
     bad_finite, bad_zero = [], []
-    for start, block in raw.chunks(8192):
+    need_direction = metric == "cosine" or normalize
+    for start in range(0, source.n, 8192):
+        # A matrix is checked in its own dtype; a sequence is stacked by chunk.
+        if raw is not None:
+            block = raw[start : start + 8192]
+        else:
+            block = RowSource(source._rows).take(np.arange(start, min(start + 8192, source.n)))
         finite = np.isfinite(block).all(axis=1)
         bad_finite.extend((start + np.flatnonzero(~finite)).tolist())
-        if metric == "cosine" or normalize:
+        if need_direction:
             zero = ~np.any(block != 0, axis=1)
             bad_zero.extend((start + np.flatnonzero(zero)).tolist())
     if bad_finite:
@@ -404,14 +410,17 @@ def _walk_selected(source, order, budget, thr, metric, unit_norm, block, distanc
                 break
             a += 1 + int(ahead[0])
         kept_rows = passing[np.asarray(kept_local, dtype=np.intp)]
-        visited = np.arange(stop)
         # Recorded distance: to the nearest row kept before it, as the one-row
-        # loop sees it (rows kept later in this block do not count).
+        # loop sees it. Rows that passed the pool check have it in ``d_run``;
+        # the others also count the rows kept earlier in this block.
         d_vis = d_pool[:stop].copy()
-        if len(kept_rows):
-            d_in = pairwise_distances(vectors[:stop], vectors[kept_rows], metric, unit_norm)
-            d_in[kept_rows[None, :] >= visited[:, None]] = np.inf
-            np.minimum(d_vis, d_in.min(axis=1), out=d_vis)
+        seen = passing[passing < stop]
+        d_vis[seen] = d_run[: len(seen)]
+        rest = np.setdiff1d(np.arange(stop), seen, assume_unique=True)
+        if len(kept_rows) and len(rest):
+            d_in = pairwise_distances(vectors[rest], vectors[kept_rows], metric, unit_norm)
+            d_in[kept_rows[None, :] >= rest[:, None]] = np.inf
+            d_vis[rest] = np.minimum(d_vis[rest], d_in.min(axis=1))
         distances[positions[:stop]] = d_vis
         pool = _grow(pool, n_kept + len(kept_rows))
         pool[n_kept : n_kept + len(kept_rows)] = vectors[kept_rows]
