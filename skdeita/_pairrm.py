@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from numbers import Integral
 
 import numpy as np
@@ -23,7 +22,7 @@ from ._pairrm_engine import (
 )
 from ._preference import order_by_ranks
 from ._progress import progress_enabled
-from ._validation import check_columns, check_dataframe, first_labels
+from ._validation import check_columns, check_dataframe, first_labels, warn_user
 
 
 class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
@@ -318,11 +317,10 @@ class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
                     "pass on_invalid='skip' to leave them unranked."
                 )
             if warn:
-                warnings.warn(
+                warn_user(
                     f"{int(invalid.sum())} rows are left unranked (missing input or empty "
                     f"candidates): {first_labels(X.index, invalid)}.",
                     UserWarning,
-                    stacklevel=3,
                 )
         valid = np.flatnonzero(~invalid)
         return valid, [inputs[i] for i in valid], [list(cands[i]) for i in valid]

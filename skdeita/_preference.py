@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 
-from ._validation import check_columns, first_labels
+from ._validation import check_columns, first_labels, warn_user
 
 
 def order_by_ranks(candidates: list, ranks) -> list:
@@ -77,10 +75,9 @@ def preference_pairs(
         )
         labels.append(label)
     if dropped:
-        warnings.warn(
+        warn_user(
             f"{dropped} rows give no preference pair (one candidate, all tied, or unranked).",
             UserWarning,
-            stacklevel=2,
         )
     columns = ["prompt", "chosen", "rejected", "chosen_rank", "rejected_rank"]
     return pd.DataFrame(records, index=pd.Index(labels, name=ranked.index.name), columns=columns)
@@ -142,10 +139,9 @@ def best_candidate(
     )
     done = ranked[ranked_col].map(lambda c: c is not None and len(c) > 0).to_numpy(dtype=bool)
     if not done.all():
-        warnings.warn(
+        warn_user(
             f"{int((~done).sum())} unranked rows dropped: {first_labels(ranked.index, ~done)}.",
             UserWarning,
-            stacklevel=2,
         )
     rows = ranked[done]
     best = [float(max(s)) for s in rows[scores_col]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from numbers import Integral, Real
 
@@ -21,7 +20,13 @@ from ._selection import (
     resolve_budget,
     resolve_metric,
 )
-from ._validation import check_columns, check_dataframe, check_embedding_column, first_labels
+from ._validation import (
+    check_columns,
+    check_dataframe,
+    check_embedding_column,
+    first_labels,
+    warn_user,
+)
 
 SCORE_COLUMNS = ["deita_score", "deita_score_computed_with", "nearest_neighbor_distance"]
 ANNOTATE_COLUMNS = ["deita_selected", "deita_rank"]
@@ -324,13 +329,12 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         )
         result = _to_input_positions(result, candidates, len(X))
         if not result.budget_reached and self.data_budget is not None:
-            warnings.warn(
+            warn_user(
                 f"DeitaSelector kept {len(result.selected)} of {len(X)} rows, fewer than "
                 f"the budget of {result.budget}: only these passed "
                 f"diversity_threshold={self.diversity_threshold}. Lower the threshold "
                 "or the budget to get more.",
                 BudgetNotReachedWarning,
-                stacklevel=3,
             )
         return X, cells, scores, result
 
@@ -344,18 +348,16 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
                     f"({int(missing.sum())} rows in all). Fill them, or pass "
                     "missing_scores='drop' to leave them out of the selection."
                 )
-            warnings.warn(
+            warn_user(
                 f"{int(missing.sum())} rows have no score in {cols} and are left out "
                 f"of the selection (first: {first_labels(X.index, missing)}).",
                 UserWarning,
-                stacklevel=4,
             )
         if scores.n_fallback:
-            warnings.warn(
+            warn_user(
                 f"{scores.n_fallback} rows have only one of the two scores; their "
                 "deita_score is that score alone (see deita_score_computed_with).",
                 UserWarning,
-                stacklevel=4,
             )
 
     def _build_output(self, X, cells, scores, result: SelectionResult) -> pd.DataFrame:

@@ -7,6 +7,7 @@ parameter, the column (with the available ones), or the first row labels.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 import numpy as np
@@ -154,3 +155,21 @@ def _short(value, width: int = 40) -> str:
 def unique_in_order(items: Iterable) -> list:
     """Distinct items, first occurrence order."""
     return list(dict.fromkeys(items))
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """Warn, attributing the warning to the first caller outside skdeita and
+    scikit-learn (whose wrappers sit between the user and our code)."""
+    import sys
+    import warnings
+
+    import sklearn
+
+    internal = (
+        os.path.dirname(os.path.abspath(__file__)),
+        os.path.dirname(os.path.abspath(sklearn.__file__)),
+    )
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 is our caller
+    while frame is not None and frame.f_code.co_filename.startswith(internal):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
