@@ -187,3 +187,22 @@ def test_pairrm_ranking_feeds_selection_without_llm_scores(tiny_ranker_dir):
         "Night sea.",
         "Dark water.",
     }
+
+
+def test_grid_search_on_real_embeddings_avoids_both_extremes(alpaca_embeddings):
+    # 19 models answered the same 805 instructions: near-duplicates abound.
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(alpaca_embeddings), 3000, replace=False)
+    df = pd.DataFrame(
+        {
+            "embedding": list(alpaca_embeddings[rows]),
+            "evol_instruction_score": rng.uniform(1, 6, 3000),
+            "evol_response_score": rng.uniform(1, 6, 3000),
+        }
+    )
+    grid = {"diversity_threshold": [0.0, 0.1, 0.3, 0.5, 0.8]}
+    search = GridSearchCV(DeitaSelector(data_budget=0.1), grid, cv=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetNotReachedWarning)
+        search.fit(df)
+    assert 0.0 < search.best_params_["diversity_threshold"] < 0.8
