@@ -38,8 +38,8 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     print(counts.reindex(columns=["kept", "dropped"], fill_value=0).to_string(), "\n")
 
     visited = out[out["nearest_neighbor_distance"].notna()]
-    order = visited.sort_values("deita_score", ascending=False, kind="stable")
-    show = pd.concat([order.head(8), order[~order["deita_selected"]].head(8)])
+    # The walk's first steps, in the order it took them (best score first).
+    show = visited.sort_values("deita_score", ascending=False, kind="stable").head(14)
     table = pd.DataFrame(
         {
             "rank": show["deita_rank"].astype("string").fillna("-"),
@@ -49,7 +49,7 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
             "instruction": [textwrap.shorten(t, 52) for t in show["instruction"]],
         }
     )
-    print("The best-scored rows, then the first rows the diversity check dropped:\n")
+    print("The first rows the walk visited, best score first, and what happened to them:\n")
     print(table.to_string(index=False), "\n")
     print(
         f"Kept {selector.n_selected_} of {len(pool)} rows; budget {selector.budget_} "

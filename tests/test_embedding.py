@@ -325,3 +325,17 @@ def test_local_model_dir_without_weights_names_what_is_missing(tiny_bert_dir, tm
 
 def test_trust_remote_code_is_off_by_default():
     assert EmbeddingTransformer().trust_remote_code is False
+
+
+def test_half_precision_weights_still_give_float32_outputs(tiny_bert_dir):
+    # The GPU setting, checked on CPU: bfloat16 weights, float32 embeddings.
+    full = EmbeddingTransformer(str(tiny_bert_dir), backend="transformers").fit(frame())
+    half = EmbeddingTransformer(str(tiny_bert_dir), backend="transformers", dtype="bfloat16").fit(
+        frame()
+    )
+    assert next(half._encoder().model.parameters()).dtype == torch.bfloat16
+    a = np.stack(full.transform(frame())["embedding"])
+    b = np.stack(half.transform(frame())["embedding"])
+    assert b.dtype == np.float32
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert (cos > 0.99).all()
