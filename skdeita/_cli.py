@@ -10,7 +10,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
-from ._io import CLIError, read_table, write_table
+from ._io import CLIError, read_table, table_format, write_table
 
 USAGE_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError)
 
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _progress(args) -> bool | None:
+    """``--no-progress`` turns the bars off; otherwise they follow the terminal."""
+    return False if args.no_progress else None
+
+
 def _check_paths(args) -> None:
     src, dst = Path(args.input), Path(args.output)
     same = src.resolve() == dst.resolve() or (
@@ -74,8 +79,6 @@ def _check_paths(args) -> None:
     )
     if same:
         raise CLIError(f"output {args.output} is the input file; choose another path")
-    from ._io import table_format
-
     table_format(dst)
     if not dst.parent.exists():
         raise CLIError(f"output folder {dst.parent} does not exist")
@@ -88,7 +91,7 @@ def cmd_select(args) -> int:
 
     _check_paths(args)
     frame = read_table(args.input, list_columns=(args.embedding_col,))
-    progress = None if not args.no_progress else False
+    progress = _progress(args)
     selector = DeitaSelector(
         args.budget,
         diversity_threshold=args.threshold,
@@ -138,7 +141,7 @@ def cmd_rank(args) -> int:
         input_col=args.input_col,
         candidates_col=args.candidates_col,
         device=args.device,
-        show_progress_bar=None if not args.no_progress else False,
+        show_progress_bar=_progress(args),
     )
     out = ranker.fit_transform(frame)
     write_table(out, args.output)

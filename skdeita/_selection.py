@@ -277,15 +277,15 @@ def _check_core_input(source: RowSource, scores, metric, normalize) -> None:
     if not np.all(np.isfinite(scores)):
         bad = np.flatnonzero(~np.isfinite(scores))[:10].tolist()
         raise ValueError(f"scores must be finite; non-finite at positions {bad}")
-    raw = source._matrix if source._matrix is not None else None
+    # A matrix is checked in its own dtype; a sequence is stacked by chunk.
+    if source._matrix is not None:
+        raw = source._matrix
+        blocks = ((s, raw[s : s + 8192]) for s in range(0, source.n, 8192))
+    else:
+        blocks = RowSource(source._rows).chunks(8192)
     bad_finite, bad_zero = [], []
     need_direction = metric == "cosine" or normalize
-    for start in range(0, source.n, 8192):
-        # A matrix is checked in its own dtype; a sequence is stacked by chunk.
-        if raw is not None:
-            block = raw[start : start + 8192]
-        else:
-            block = RowSource(source._rows).take(np.arange(start, min(start + 8192, source.n)))
+    for start, block in blocks:
         finite = np.isfinite(block).all(axis=1)
         bad_finite.extend((start + np.flatnonzero(~finite)).tolist())
         if need_direction:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -150,11 +149,6 @@ def _is_non_numeric(cell) -> bool:
 def _short(value, width: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def unique_in_order(items: Iterable) -> list:
-    """Distinct items, first occurrence order."""
-    return list(dict.fromkeys(items))
 
 
 def warn_user(message: str, category: type[Warning] = UserWarning) -> None:

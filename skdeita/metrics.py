@@ -96,18 +96,19 @@ def quality_coverage(
     return total / source.n
 
 
-def _selector_of(estimator):
-    """The DeitaSelector at the end of a pipeline (or the estimator itself)."""
-    return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+def _selection_made_by(estimator, X):
+    """Scores and selection of the DeitaSelector ending ``estimator`` on ``X``.
 
-
-def _prefix_transform(estimator, X):
-    """Run every step but the last (for example the embedding step)."""
+    Steps before it (for example the embedding step) transform ``X`` first.
+    """
+    selector = estimator
     if hasattr(estimator, "steps"):
         for _, step in estimator.steps[:-1]:
             if step is not None and step != "passthrough":
                 X = step.transform(X)
-    return X
+        selector = estimator.steps[-1][1]
+    _, _, scores, result = selector._select(X)
+    return scores, result
 
 
 def quality_coverage_scorer(estimator, X, y=None) -> float:
@@ -147,9 +148,7 @@ def mean_selected_score_scorer(estimator, X, y=None) -> float:
     score : float
         Higher is better; alone it favours thresholds that keep few rows.
     """
-    selector = _selector_of(estimator)
-    X = _prefix_transform(estimator, X)
-    _, _, scores, result = selector._select(X)
+    scores, result = _selection_made_by(estimator, X)
     kept = scores.scores[result.selected]
     return float(kept.mean()) if kept.size else 0.0
 
@@ -171,7 +170,5 @@ def budget_fill_scorer(estimator, X, y=None) -> float:
     score : float
         In [0, 1].
     """
-    selector = _selector_of(estimator)
-    X = _prefix_transform(estimator, X)
-    _, _, _, result = selector._select(X)
+    _, result = _selection_made_by(estimator, X)
     return len(result.selected) / result.budget if result.budget else 1.0
