@@ -21,7 +21,7 @@ import pandas as pd
 from sentence_transformers import SentenceTransformer
 
 from skdeita import EmbeddingTransformer
-from skdeita._encoders import resolve_model_name
+from skdeita.embedding._backends import resolve_model_name
 
 RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval" / "results"
 

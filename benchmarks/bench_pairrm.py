@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from skdeita import PairRMRanker
-from skdeita._blender_compat import import_llm_blender
 from skdeita._testing import make_tiny_pairrm
+from skdeita.pairrm._blender_compat import import_llm_blender
 
 RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval" / "results"
 MODELS = ["gpt4_1106_preview", "claude-3-opus-20240229", "Qwen1.5-7B-Chat", "zephyr-7b-alpha"]

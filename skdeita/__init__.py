@@ -1,11 +1,9 @@
 """scikit-learn estimators for curating LLM instruction-tuning data, DEITA style."""
 
-from ._embedding import EmbeddingTransformer
-from ._encoders import ModelNotFoundError
-from ._pairrm import PairRMRanker
-from ._preference import best_candidate, preference_pairs
-from ._selection import SelectionResult, deita_select
-from ._selector import BudgetNotReachedWarning, DeitaSelector
+from .embedding import EmbeddingTransformer
+from .exceptions import BudgetNotReachedWarning, ModelNotFoundError
+from .pairrm import PairRMRanker, best_candidate, preference_pairs
+from .selection import DeitaSelector, SelectionResult, deita_select
 
 __version__ = "0.1.0"
 

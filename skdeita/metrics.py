@@ -18,11 +18,14 @@ ending in one) selects from ``X`` and the selection is measured.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._selection import RowSource, pairwise_distances, resolve_metric
+from .exceptions import BudgetNotReachedWarning
+from .selection._distances import pairwise_distances, resolve_metric
+from .selection._greedy import RowSource, resolve_budget
 
 __all__ = [
     "quality_coverage",
@@ -96,19 +99,17 @@ def quality_coverage(
     return total / source.n
 
 
-def _selection_made_by(estimator, X):
-    """Scores and selection of the DeitaSelector ending ``estimator`` on ``X``.
-
-    Steps before it (for example the embedding step) transform ``X`` first.
-    """
-    selector = estimator
-    if hasattr(estimator, "steps"):
-        for _, step in estimator.steps[:-1]:
-            if step is not None and step != "passthrough":
-                X = step.transform(X)
-        selector = estimator.steps[-1][1]
-    _, _, scores, result = selector._select(X)
-    return scores, result
+def _kept_rows(estimator, X):
+    """The rows a fitted DeitaSelector (or pipeline ending in one) keeps from X,
+    and the budget it applies to X, from its public output."""
+    selector = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    with warnings.catch_warnings():
+        # Scoring a threshold that does not fill the budget is the point.
+        warnings.simplefilter("ignore", BudgetNotReachedWarning)
+        out = estimator.transform(X)
+    if "deita_selected" in out.columns:  # output="annotate"
+        out = out[out["deita_selected"].to_numpy(dtype=bool)]
+    return out, resolve_budget(selector.data_budget, len(X))
 
 
 def quality_coverage_scorer(estimator, X, y=None) -> float:
@@ -148,9 +149,8 @@ def mean_selected_score_scorer(estimator, X, y=None) -> float:
     score : float
         Higher is better; alone it favours thresholds that keep few rows.
     """
-    scores, result = _selection_made_by(estimator, X)
-    kept = scores.scores[result.selected]
-    return float(kept.mean()) if kept.size else 0.0
+    kept, _ = _kept_rows(estimator, X)
+    return float(kept["deita_score"].mean()) if len(kept) else 0.0
 
 
 def budget_fill_scorer(estimator, X, y=None) -> float:
@@ -170,5 +170,5 @@ def budget_fill_scorer(estimator, X, y=None) -> float:
     score : float
         In [0, 1].
     """
-    _, result = _selection_made_by(estimator, X)
-    return len(result.selected) / result.budget if result.budget else 1.0
+    kept, budget = _kept_rows(estimator, X)
+    return len(kept) / budget if budget else 1.0

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ._deps import require
-from ._selection import resolve_budget
-from ._selector import BudgetNotReachedWarning, DeitaSelector
-from ._validation import check_columns
+from .exceptions import BudgetNotReachedWarning
+from .selection import DeitaSelector
+from .selection._greedy import resolve_budget
+from .utils._optional import require
+from .utils._validation import check_columns
 
 __all__ = ["plot_selection_map", "plot_threshold_curve"]
 

@@ -132,7 +132,7 @@ def tiny_ranker_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def reference_blender(tiny_ranker_dir):
     """llm-blender's own Blender with the same tiny ranker loaded."""
-    from skdeita._blender_compat import import_llm_blender
+    from skdeita.pairrm._blender_compat import import_llm_blender
 
     blender = import_llm_blender().Blender()
     blender.loadranker(

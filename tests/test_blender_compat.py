@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from skdeita._blender_compat import _batch_encode_plus, import_llm_blender, patch_transformers
+from skdeita.pairrm._blender_compat import (
+    _batch_encode_plus,
+    import_llm_blender,
+    patch_transformers,
+)
 
 pytestmark = pytest.mark.pairrm
 transformers = pytest.importorskip("transformers")

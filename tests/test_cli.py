@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skdeita._cli import main
+from skdeita.cli import main
 
 
 def embedded_frame(n=40, seed=0):

@@ -52,7 +52,7 @@ def spy_on_encoder(monkeypatch):
 
     def spy(transformer) -> list[int]:
         calls: list[int] = []
-        encoder = transformer._encoder()
+        encoder = transformer._get_model()
         real = type(encoder).encode
 
         def counting(texts, **kwargs):
@@ -248,7 +248,7 @@ def test_last_token_pooling_of_causal_lm_is_padding_side_independent(tiny_causal
     emb = EmbeddingTransformer(
         str(tiny_causal_dir), backend="transformers", pooling="last", batch_size=5
     ).fit(frame())
-    assert emb._encoder().tokenizer.padding_side in ("left", "right")
+    assert emb._get_model().tokenizer.padding_side in ("left", "right")
     got = np.stack(emb.transform(frame())["embedding"])
     expected = np.stack([_hidden_states(tiny_causal_dir, t)[-1] for t in TEXTS])
     np.testing.assert_allclose(got, expected, atol=1e-5)
@@ -258,14 +258,14 @@ def test_model_kwargs_reach_the_model(tiny_bert_dir):
     emb = EmbeddingTransformer(
         str(tiny_bert_dir), backend="transformers", model_kwargs={"is_decoder": True}
     ).fit(frame())
-    assert emb._encoder().model.config.is_decoder is True
+    assert emb._get_model().model.config.is_decoder is True
 
 
 def test_transformers_backend_truncates_past_position_limit(tiny_bert_dir):
     emb = EmbeddingTransformer(str(tiny_bert_dir), backend="transformers").fit(frame())
     out = emb.transform(["token " * 5000])  # far past max_position_embeddings=64
     assert np.isfinite(out["embedding"][0]).all()
-    assert emb._encoder().max_length == 64
+    assert emb._get_model().max_length == 64
 
 
 # -- bad input -------------------------------------------------------------------------
@@ -333,7 +333,7 @@ def test_half_precision_weights_still_give_float32_outputs(tiny_bert_dir):
     half = EmbeddingTransformer(str(tiny_bert_dir), backend="transformers", dtype="bfloat16").fit(
         frame()
     )
-    assert next(half._encoder().model.parameters()).dtype == torch.bfloat16
+    assert next(half._get_model().model.parameters()).dtype == torch.bfloat16
     a = np.stack(full.transform(frame())["embedding"])
     b = np.stack(half.transform(frame())["embedding"])
     assert b.dtype == np.float32

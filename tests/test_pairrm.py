@@ -12,7 +12,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from skdeita import ModelNotFoundError, PairRMRanker, preference_pairs
-from skdeita._preference import order_by_ranks
+from skdeita.pairrm._preference import order_by_ranks
 
 pytestmark = pytest.mark.pairrm
 

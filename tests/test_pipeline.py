@@ -20,8 +20,8 @@ from skdeita import (
     best_candidate,
     metrics,
 )
-from skdeita._encoders import SentenceTransformerEncoder
 from skdeita.datasets import load_sample
+from skdeita.embedding._backends import SentenceTransformerEncoder
 
 pytest.importorskip("sentence_transformers")
 TEMPLATE = "{instruction}\n\n{response}"

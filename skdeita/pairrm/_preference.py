@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._validation import check_columns, first_labels, warn_user
+from ..utils._validation import check_columns, first_labels
+from ..utils._warnings import warn_user
 
 
 def order_by_ranks(candidates: list, ranks) -> list:

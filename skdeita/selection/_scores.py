@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._validation import first_labels
+from ..utils._validation import first_labels, is_missing
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,9 @@ class DeitaScores:
         return np.isnan(self.scores)
 
 
-def _is_missing(value) -> bool:
-    if value is None or value is pd.NA:
-        return True
-    return isinstance(value, float | np.floating) and np.isnan(value)
-
-
 def _cell_value(value, col: str, label):
     """A cell as a float, a float array (per turn), or None when missing."""
-    if _is_missing(value):
+    if is_missing(value):
         return None
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"Column {col!r} holds a boolean at row {label!r}; expected a number.")
@@ -103,8 +97,18 @@ def compute_deita_scores(instruction: pd.Series | None, response: pd.Series | No
     if all(v is not None for v in numeric):
         for v, s in zip(numeric, columns, strict=True):
             _check_finite(v, s)
-        return _combine_numeric(numeric, names)
-    return _combine_cells(columns, names)
+        result = _combine_numeric(numeric, names)
+    else:
+        result = _combine_cells(columns, names)
+    overflow = np.isinf(result.scores)
+    if overflow.any():
+        labels = columns[0].index
+        raise ValueError(
+            f"deita_score overflows float64 at rows {first_labels(labels, overflow)}: the "
+            f"product of {names} is too large to compare. Rescale the score columns "
+            "(any positive factor leaves the selection unchanged)."
+        )
+    return result
 
 
 def _combine_numeric(values: list[np.ndarray], names: list[str]) -> DeitaScores:
@@ -116,7 +120,8 @@ def _combine_numeric(values: list[np.ndarray], names: list[str]) -> DeitaScores:
         return DeitaScores(scores, with_, 0)
     a, b = values
     pa, pb = present
-    scores = np.where(pa & pb, a * b, np.where(pa, a, b))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = np.where(pa & pb, a * b, np.where(pa, a, b))
     combos = {(True, True): names, (True, False): [names[0]], (False, True): [names[1]]}
     with_ = [list(combos.get((x, y), [])) for x, y in zip(pa, pb, strict=True)]
     return DeitaScores(scores, with_, int(np.count_nonzero(pa ^ pb)))
@@ -140,7 +145,8 @@ def _combine_cells(columns: list[pd.Series], names: list[str]) -> DeitaScores:
             scores[i] = _product(vals[0], vals[1], names, label)
         elif len(used) == 1:
             v = vals[present.index(True)]
-            scores[i] = float(np.sum(v))
+            with np.errstate(over="ignore"):
+                scores[i] = float(np.sum(v))
             n_fallback += len(columns) == 2
     return DeitaScores(scores, with_, n_fallback)
 
@@ -151,4 +157,5 @@ def _product(a, b, names, label) -> float:
             f"Row {label!r}: {names[0]!r} and {names[1]!r} must both be numbers or "
             f"per-turn lists of equal length, got {a!r} and {b!r}."
         )
-    return float(np.sum(np.multiply(a, b)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sum(np.multiply(a, b)))

@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._blender_compat import import_llm_blender
-from ._deps import require
+from ..pairrm._blender_compat import import_llm_blender
+from ..utils._optional import require
 
 _SENTENCES = [
     "Hello, how are you today? I am fine, thank you for asking.",

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import os
 from numbers import Integral
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
-from ._base import FrameTransformerMixin
-from ._deps import resolve_device
-from ._pairrm_engine import (
+from ..base import BaseModelTransformer
+from ..utils._validation import check_columns, check_dataframe, check_unicode, first_labels
+from ..utils._warnings import warn_user
+from ._engine import (
     DEFAULT_PAIRRM,
     PairScorer,
     load_blender,
@@ -21,11 +21,9 @@ from ._pairrm_engine import (
     scores_from_matrix,
 )
 from ._preference import order_by_ranks
-from ._progress import progress_enabled
-from ._validation import check_columns, check_dataframe, first_labels, warn_user
 
 
-class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
+class PairRMRanker(BaseModelTransformer):
     """Rank each row's candidate responses with the PairRM reward model.
 
     Every ordered pair of a row's candidates is compared by PairRM
@@ -143,59 +141,22 @@ class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         self.show_progress_bar = show_progress_bar
         self.store_weights_in_pickle = store_weights_in_pickle
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X: pd.DataFrame, y=None) -> PairRMRanker:
-        """Check the columns and load the ranker (nothing is ranked).
+    _loading_params = frozenset(
+        {"model", "backbone", "fp16", "source_max_length", "candidate_max_length", "batch_size"}
+    )
 
-        Parameters
-        ----------
-        X : DataFrame
-            Rows with the input and candidates columns.
-        y : None
-            Ignored.
+    def _on_fit(self) -> None:
+        self.device_ = self._get_model().device
 
-        Returns
-        -------
-        self : PairRMRanker
-            The fitted ranker.
-        """
+    def _check_input(self, X):
         X = check_dataframe(X, type(self).__name__)
-        self._rows(X, warn=False)  # input errors before any model work
-        self._record_columns(X)
-        self.device_ = self._scorer().device
-        return self
+        return X, self._rows(X)
 
-    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Add ``ranks``, ``ranked_candidates`` (and ``scores``) to each row.
+    def _input_columns(self) -> dict:
+        return {"input_col": self.input_col, "candidates_col": self.candidates_col}
 
-        Parameters
-        ----------
-        X : DataFrame
-            Rows with the input and candidates columns.
-
-        Returns
-        -------
-        X_out : DataFrame
-            One row per input row, index preserved.
-        """
-        check_is_fitted(self, "device_")
-        X = check_dataframe(X, type(self).__name__)
-        valid, sources, candidates = self._rows(X)
-        scores = self.score_candidates(sources, candidates)
-        out = X.copy()
-        ranks = [None] * len(X)
-        ranked = [None] * len(X)
-        all_scores = [None] * len(X)
-        for k, pos in enumerate(valid):
-            r = ranks_from_scores(scores[k])
-            ranks[pos] = r.tolist()
-            ranked[pos] = order_by_ranks(candidates[k], r)
-            all_scores[pos] = scores[k].tolist()
-        out["ranks"] = pd.Series(ranks, index=X.index, dtype=object)
-        out["ranked_candidates"] = pd.Series(ranked, index=X.index, dtype=object)
-        if self.return_scores:
-            out["scores"] = pd.Series(all_scores, index=X.index, dtype=object)
-        return out
+    def _added_columns(self) -> list[str]:
+        return ["ranks", "ranked_candidates"] + (["scores"] if self.return_scores else [])
 
     def score_candidates(self, inputs: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
         """llm-blender's per-candidate scores for each row (higher is better).
@@ -212,11 +173,19 @@ class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         scores : list of ndarray of float32
             One array per row.
         """
-        prefix = self.instructions or ""
-        sources = [prefix + s for s in inputs]
-        progress = progress_enabled(self.show_progress_bar)
-        matrices = self._scorer().matrices(sources, candidates, progress)
-        return [scores_from_matrix(m) for m in matrices]
+        labels = pd.RangeIndex(len(inputs))
+        inputs = list(inputs)
+        _check_inputs(inputs, "inputs", labels)
+        if len(candidates) != len(inputs):
+            raise ValueError(
+                f"inputs and candidates must have the same length, got {len(inputs)} and "
+                f"{len(candidates)}."
+            )
+        problems = [_candidate_problem(c) for c in candidates]
+        _check_candidates(problems, "candidates", labels, allow_empty=False)
+        candidates = [list(c) for c in candidates]
+        _check_candidate_text(candidates, "candidates", labels)
+        return self._score_rows(inputs, candidates)
 
     def compare(self, inputs, candidates_a, candidates_b, *, return_logits: bool = False):
         """Probability (or logit) that candidate A is better than candidate B.
@@ -238,92 +207,117 @@ class PairRMRanker(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         """
         if not len(inputs) == len(candidates_a) == len(candidates_b):
             raise ValueError("inputs, candidates_a and candidates_b must have the same length.")
+        labels = pd.RangeIndex(len(inputs))
+        for name, texts in (("candidates_a", candidates_a), ("candidates_b", candidates_b)):
+            _check_inputs(list(texts), name, labels)
         scores = self.score_candidates(
             list(inputs), [[a, b] for a, b in zip(candidates_a, candidates_b, strict=True)]
         )
         logits = np.array([s[0] - s[1] for s in scores], dtype=np.float64)
         return logits if return_logits else 1.0 / (1.0 + np.exp(-logits))
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Output column names.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Input column names; default: those seen in ``fit``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-            Input columns, then ``ranks``, ``ranked_candidates`` (and ``scores``).
-        """
-        added = ["ranks", "ranked_candidates"] + (["scores"] if self.return_scores else [])
-        return self._names_out(input_features, added)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if not self.store_weights_in_pickle:
-            state.pop("_scorer_cache", None)
-        return state
-
     # -- implementation --------------------------------------------------------
 
-    def _scorer(self) -> PairScorer:
-        """The loaded ranker; loaded on first use (never in __init__)."""
-        scorer = getattr(self, "_scorer_cache", None)
-        if scorer is None:
-            device = resolve_device(self.device)
-            fp16 = device.startswith(("cuda", "mps")) if self.fp16 is None else self.fp16
-            blender = load_blender(
-                str(self.model),
-                backbone=self.backbone,
-                device=device,
-                fp16=fp16,
-                source_max_length=self.source_max_length,
-                candidate_max_length=self.candidate_max_length,
-            )
-            if fp16 and device.startswith("cuda"):
-                # llm-blender halves only for the strings "cuda"/"mps", not "cuda:1".
-                blender.ranker = blender.ranker.half()
-            scorer = PairScorer(
-                blender,
-                source_max_length=self.source_max_length,
-                candidate_max_length=self.candidate_max_length,
-                batch_size=self.batch_size,
-            )
-            self._scorer_cache = scorer
-        return scorer
+    def _load_model(self, device: str) -> PairScorer:
+        fp16 = device.startswith(("cuda", "mps")) if self.fp16 is None else self.fp16
+        blender = load_blender(
+            str(self.model),
+            backbone=self.backbone,
+            device=device,
+            fp16=fp16,
+            source_max_length=self.source_max_length,
+            candidate_max_length=self.candidate_max_length,
+        )
+        if fp16 and device.startswith("cuda"):
+            # llm-blender halves only for the strings "cuda"/"mps", not "cuda:1".
+            blender.ranker = blender.ranker.half()
+        return PairScorer(
+            blender,
+            source_max_length=self.source_max_length,
+            candidate_max_length=self.candidate_max_length,
+            batch_size=self.batch_size,
+        )
 
-    def _rows(self, X: pd.DataFrame, warn: bool = True):
-        """Validated (positions, inputs, candidate lists) of the rankable rows."""
+    def _score_rows(self, inputs: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
+        prefix = self.instructions or ""
+        sources = [prefix + s for s in inputs]
+        matrices = self._get_model().matrices(sources, candidates, self._progress())
+        return [scores_from_matrix(m) for m in matrices]
+
+    def _rows(self, X: pd.DataFrame) -> _Rows:
+        """Validated rankable rows; raises before any model work."""
         check_columns(X, {"input_col": self.input_col, "candidates_col": self.candidates_col})
         inputs = X[self.input_col].tolist()
         cands = X[self.candidates_col].tolist()
+        problems = [_candidate_problem(c) for c in cands]
+        _check_candidates(problems, f"Column {self.candidates_col!r}", X.index, allow_empty=True)
         bad_input = np.array([not isinstance(s, str) for s in inputs], dtype=bool)
-        kinds = [_candidate_problem(c) for c in cands]
-        bad_type = np.array([k == "type" for k in kinds], dtype=bool)
-        if bad_type.any():
-            raise TypeError(
-                f"Column {self.candidates_col!r} must hold a list of strings per row; rows "
-                f"{first_labels(X.index, bad_type)} hold something else (e.g. a non-string "
-                "candidate or a bare string)."
+        invalid = bad_input | np.array([k == "empty" for k in problems], dtype=bool)
+        if invalid.any() and self.on_invalid == "raise":
+            raise ValueError(
+                f"Rows {first_labels(X.index, invalid)} have a missing input or a missing/"
+                f"empty candidate list ({int(invalid.sum())} rows in all); fix them or "
+                "pass on_invalid='skip' to leave them unranked."
             )
-        invalid = bad_input | np.array([k == "empty" for k in kinds], dtype=bool)
-        if invalid.any():
-            if self.on_invalid == "raise":
-                raise ValueError(
-                    f"Rows {first_labels(X.index, invalid)} have a missing input or a missing/"
-                    f"empty candidate list ({int(invalid.sum())} rows in all); fix them or "
-                    "pass on_invalid='skip' to leave them unranked."
-                )
-            if warn:
-                warn_user(
-                    f"{int(invalid.sum())} rows are left unranked (missing input or empty "
-                    f"candidates): {first_labels(X.index, invalid)}.",
-                    UserWarning,
-                )
         valid = np.flatnonzero(~invalid)
-        return valid, [inputs[i] for i in valid], [list(cands[i]) for i in valid]
+        sources = [inputs[i] for i in valid]
+        candidates = [list(cands[i]) for i in valid]
+        check_unicode(sources, f"Column {self.input_col!r}", X.index[valid])
+        _check_candidate_text(candidates, f"Column {self.candidates_col!r}", X.index[valid])
+        return _Rows(valid, sources, candidates, X.index, first_labels(X.index, invalid))
+
+    def _compute(self, model, rows: _Rows) -> dict:
+        if len(rows.skipped):
+            warn_user(
+                f"{len(rows.labels) - len(rows.valid)} rows are left unranked (missing input "
+                f"or empty candidates): {rows.skipped}.",
+                UserWarning,
+            )
+        n = len(rows.labels)
+        scores = self._score_rows(rows.sources, rows.candidates)
+        ranks, ranked, all_scores = [None] * n, [None] * n, [None] * n
+        for k, pos in enumerate(rows.valid):
+            r = ranks_from_scores(scores[k])
+            ranks[pos] = r.tolist()
+            ranked[pos] = order_by_ranks(rows.candidates[k], r)
+            all_scores[pos] = scores[k].tolist()
+        out = {"ranks": ranks, "ranked_candidates": ranked}
+        if self.return_scores:
+            out["scores"] = all_scores
+        return out
+
+
+class _Rows(NamedTuple):
+    valid: np.ndarray  # positions of the rankable rows
+    sources: list[str]
+    candidates: list[list[str]]
+    labels: pd.Index  # every row's label
+    skipped: list  # first labels of the rows left unranked
+
+
+def _check_inputs(texts: list, name: str, labels) -> None:
+    bad = np.array([not isinstance(s, str) for s in texts], dtype=bool)
+    if bad.any():
+        raise TypeError(f"{name} must be strings; rows {first_labels(labels, bad)} are not.")
+    check_unicode(texts, name, labels)
+
+
+def _check_candidates(problems: list, name: str, labels, *, allow_empty: bool) -> None:
+    bad_type = np.array([k == "type" for k in problems], dtype=bool)
+    if bad_type.any():
+        raise TypeError(
+            f"{name} must hold a list of strings per row; rows "
+            f"{first_labels(labels, bad_type)} hold something else (e.g. a non-string "
+            "candidate or a bare string)."
+        )
+    empty = np.array([k == "empty" for k in problems], dtype=bool)
+    if not allow_empty and empty.any():
+        raise ValueError(f"{name} has no candidates at rows {first_labels(labels, empty)}.")
+
+
+def _check_candidate_text(candidates: list[list[str]], name: str, labels) -> None:
+    for label, cands in zip(labels, candidates, strict=True):
+        check_unicode(cands, f"{name} (row {label!r})", pd.RangeIndex(len(cands)))
 
 
 def _candidate_problem(cell) -> str | None:

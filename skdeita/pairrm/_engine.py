@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..exceptions import ModelNotFoundError
+from ..utils._optional import require
+from ..utils._progress import progress_bar
 from ._blender_compat import import_llm_blender
-from ._deps import require
-from ._encoders import ModelNotFoundError
-from ._progress import progress_bar
 
 DEFAULT_PAIRRM = "llm-blender/PairRM"
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
-
 
 class CLIError(Exception):
     """A user error the command line reports in one line (exit code 2)."""
+
+
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
 def table_format(path: str | os.PathLike) -> str:
@@ -38,7 +39,7 @@ def read_table(path: str | os.PathLike, list_columns: tuple[str, ...] = ()) -> p
         raise CLIError(f"{path}: no such file")
     try:
         if fmt == "jsonl":
-            frame = pd.read_json(path, lines=True, dtype=False)
+            frame = _read_jsonl(path)
         elif fmt == "csv":
             frame = pd.read_csv(path)
         else:
@@ -56,6 +57,28 @@ def read_table(path: str | os.PathLike, list_columns: tuple[str, ...] = ()) -> p
                     f"{path}: column {col!r} holds text that is not a JSON list"
                 ) from None
     return frame
+
+
+def _read_jsonl(path) -> pd.DataFrame:
+    """One JSON object per line; a bad line is reported by its number."""
+    records = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CLIError(
+                    f"{path}: cannot read as jsonl: line {number} is not valid JSON "
+                    f"({exc.msg} at column {exc.colno})"
+                ) from None
+            if not isinstance(record, dict):
+                raise CLIError(
+                    f"{path}, line {number}: expected a JSON object, got {type(record).__name__}"
+                )
+            records.append(record)
+    return pd.DataFrame.from_records(records)
 
 
 def _jsonable(value):

@@ -15,20 +15,16 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
-from ._deps import require
-from ._progress import progress_bar
+from ..exceptions import ModelNotFoundError
+from ..utils._optional import require
+from ..utils._progress import progress_bar
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DTYPES = {"float32", "float16", "bfloat16"}
-
-
-class ModelNotFoundError(OSError):
-    """A model could not be loaded from a local path or the local HF cache."""
 
 
 def packaged_minilm_path() -> str | None:
@@ -256,30 +252,8 @@ def pool_hidden_states(hidden, attention_mask, pooling: str):
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
-# Loaded models shared by clones (grid-search folds clone the estimator and
-# would otherwise reload the same weights each time). Inference never changes
-# a model, so sharing is safe; two entries bound the memory held.
-_LOADED: OrderedDict = OrderedDict()
-_MAX_LOADED = 2
-
-
 def load_encoder(params: dict, device: str):
-    """Build (or reuse) the backend an EmbeddingTransformer's parameters describe."""
-    model = params["model"]
-    key = None
-    if isinstance(model, str | os.PathLike):
-        names = (
-            "backend",
-            "dtype",
-            "max_length",
-            "pooling",
-            "trust_remote_code",
-            "local_files_only",
-        )
-        key = (str(model), device, repr(params["model_kwargs"]), *(params[n] for n in names))
-        if key in _LOADED:
-            _LOADED.move_to_end(key)
-            return _LOADED[key]
+    """Build the backend an EmbeddingTransformer's parameters describe."""
     common = dict(
         device=device,
         dtype=params["dtype"],
@@ -289,11 +263,5 @@ def load_encoder(params: dict, device: str):
         model_kwargs=params["model_kwargs"],
     )
     if params["backend"] == "sentence-transformers":
-        encoder = SentenceTransformerEncoder(model, **common)
-    else:
-        encoder = TransformersEncoder(model, pooling=params["pooling"], **common)
-    if key is not None:
-        _LOADED[key] = encoder
-        while len(_LOADED) > _MAX_LOADED:
-            _LOADED.popitem(last=False)
-    return encoder
+        return SentenceTransformerEncoder(params["model"], **common)
+    return TransformersEncoder(params["model"], pooling=params["pooling"], **common)

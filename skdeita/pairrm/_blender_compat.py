@@ -16,7 +16,7 @@ missing, so on transformers 4.57 nothing is touched.
 
 from __future__ import annotations
 
-from ._deps import require
+from ..utils._optional import require
 
 
 def _hub_cache() -> str:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._common import budget_arg, threshold_arg
+
 
 def _verdict(row, threshold: float) -> str:
     if row["deita_selected"]:
@@ -20,8 +22,8 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     """Embed, select, print what was kept and why, and save the plots."""
     from sklearn.pipeline import make_pipeline
 
-    from . import DeitaSelector, EmbeddingTransformer
-    from .datasets import load_sample
+    from .. import DeitaSelector, EmbeddingTransformer
+    from ..datasets import load_sample
 
     pool = load_sample()
     print(
@@ -66,7 +68,7 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     except ImportError:
         print("Install the plot extra (pip install 'skdeita[plot]') to get the pictures.")
         return 0
-    from .plotting import plot_selection_map, plot_threshold_curve
+    from ..plotting import plot_selection_map, plot_threshold_curve
 
     ax = plot_selection_map(out)
     ax.figure.savefig(output_dir / "selection_map.png", dpi=120, bbox_inches="tight")
@@ -76,3 +78,15 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     print(f"Selection plot:  {output_dir / 'selection_map.png'}")
     print(f"Threshold curve: {output_dir / 'threshold_curve.png'}")
     return 0
+
+
+def add_parser(sub) -> None:
+    demo = sub.add_parser("demo", help="curate the embedded sample and plot the selection")
+    demo.add_argument("--output-dir", default="skdeita_demo_output")
+    demo.add_argument("--budget", type=budget_arg, default=100)
+    demo.add_argument("--threshold", type=threshold_arg, default=0.1)
+    demo.set_defaults(run=run)
+
+
+def run(args) -> int:
+    return run_demo(Path(args.output_dir), budget=args.budget, threshold=args.threshold)

@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FrameTransformerMixin
-from ._scores import compute_deita_scores
-from ._selection import (
-    SUPPORTED_METRICS,
-    SelectionResult,
-    deita_select,
-    resolve_budget,
-    resolve_metric,
-)
-from ._validation import (
+from ..base import FrameTransformerMixin
+from ..exceptions import BudgetNotReachedWarning
+from ..utils._validation import (
     check_columns,
     check_dataframe,
-    check_embedding_column,
+    check_embedding_rows,
     first_labels,
-    warn_user,
 )
+from ..utils._warnings import warn_user
+from ._distances import needs_direction, resolve_metric
+from ._greedy import (
+    SELECTION_CONSTRAINTS,
+    SelectionResult,
+    check_threshold,
+    deita_select,
+    resolve_budget,
+)
+from ._scores import compute_deita_scores
 
 SCORE_COLUMNS = ["deita_score", "deita_score_computed_with", "nearest_neighbor_distance"]
 ANNOTATE_COLUMNS = ["deita_selected", "deita_rank"]
-
-
-class BudgetNotReachedWarning(UserWarning):
-    """Fewer rows passed the diversity check than the budget asked for."""
 
 
 class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
@@ -81,6 +78,12 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         result).
     show_progress_bar : bool or None, default=None
         tqdm progress bar; None shows it only on a terminal.
+    reference : array-like of shape (n_ref, n_dims), DataFrame or None, default=None
+        Embeddings of rows already in a curated set (or a DataFrame with the
+        ``embedding_col`` column). A row is kept only if it is at least
+        ``diversity_threshold`` from every reference row as well as from the
+        rows kept before it; reference rows are not returned and do not count
+        toward the budget. See :ref:`incremental selection <incremental>`.
 
     Attributes
     ----------
@@ -121,22 +124,13 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "data_budget": [
-            Interval(Integral, 1, None, closed="left"),
-            Interval(RealNotInt, 0, 1, closed="right"),
-            None,
-        ],
-        "diversity_threshold": [Interval(Real, 0, None, closed="left")],
-        "distance_metric": [StrOptions(set(SUPPORTED_METRICS)), callable],
-        "normalize_embeddings": ["boolean"],
-        "neighbors": [StrOptions({"selected", "dataset"})],
+        **SELECTION_CONSTRAINTS,
         "output": [StrOptions({"subset", "annotate"})],
         "embedding_col": [str],
         "instruction_score_col": [str, None],
         "response_score_col": [str, None],
         "missing_scores": [StrOptions({"raise", "drop"})],
-        "block_size": [Interval(Integral, 1, None, closed="left")],
-        "show_progress_bar": ["boolean", None],
+        "reference": ["array-like", None],
     }
 
     def __init__(
@@ -154,6 +148,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         missing_scores: str = "raise",
         block_size: int = 1024,
         show_progress_bar: bool | None = None,
+        reference=None,
     ):
         self.data_budget = data_budget
         self.diversity_threshold = diversity_threshold
@@ -167,6 +162,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         self.missing_scores = missing_scores
         self.block_size = block_size
         self.show_progress_bar = show_progress_bar
+        self.reference = reference
 
     # -- sklearn API ---------------------------------------------------------
 
@@ -250,7 +246,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         score : float
             The quality-weighted coverage, in [0, 1] for cosine distance.
         """
-        from .metrics import quality_coverage
+        from ..metrics import quality_coverage
 
         check_is_fitted(self, "selected_index_")
         X, cells, scores, result = self._select(X)
@@ -275,8 +271,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str
             Input columns followed by the columns this selector adds.
         """
-        added = SCORE_COLUMNS + (ANNOTATE_COLUMNS if self.output == "annotate" else [])
-        return self._names_out(input_features, added)
+        return self._names_out(input_features, self._added_columns())
 
     # -- implementation --------------------------------------------------------
 
@@ -291,29 +286,54 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         self.n_visited_ = result.n_visited
         return X, cells, scores, result
 
-    def _select(self, X):
-        """Validate, score and select: everything but building the output."""
+    def _input_columns(self) -> dict:
+        return {
+            "embedding_col": self.embedding_col,
+            "instruction_score_col": self.instruction_score_col,
+            "response_score_col": self.response_score_col,
+        }
+
+    def _added_columns(self) -> list[str]:
+        return SCORE_COLUMNS + (ANNOTATE_COLUMNS if self.output == "annotate" else [])
+
+    def _check_scores(self, X):
+        """Validate the parameters and score columns; return the scores."""
         X = check_dataframe(X, type(self).__name__)
+        resolve_budget(self.data_budget, len(X))
+        check_threshold(self.diversity_threshold)
         if self.instruction_score_col is None and self.response_score_col is None:
             raise ValueError(
                 "At least one of instruction_score_col and response_score_col must be set."
             )
-        check_columns(
-            X,
-            {
-                "embedding_col": self.embedding_col,
-                "instruction_score_col": self.instruction_score_col,
-                "response_score_col": self.response_score_col,
-            },
-        )
-        metric = resolve_metric(self.distance_metric)
-        need_direction = metric == "cosine" or self.normalize_embeddings
-        cells = check_embedding_column(X[self.embedding_col], need_direction)
+        columns = self._input_columns()
+        del columns["embedding_col"]
+        check_columns(X, columns)
         scores = compute_deita_scores(
             X[self.instruction_score_col] if self.instruction_score_col else None,
             X[self.response_score_col] if self.response_score_col else None,
         )
         self._warn_or_raise_missing(X, scores)
+        return scores
+
+    def _check_input(self, X):
+        """Validate ``X`` and compute its scores; nothing is selected yet."""
+        scores = self._check_scores(X)
+        check_columns(X, {"embedding_col": self.embedding_col})
+        metric = resolve_metric(self.distance_metric)
+        direction = needs_direction(metric, self.normalize_embeddings)
+        cells = check_embedding_rows(
+            X[self.embedding_col],
+            need_direction=direction,
+            name=f"Column {self.embedding_col!r}",
+            labels=X.index,
+        )
+        reference = self._reference_rows(direction)
+        return X, cells, scores, reference
+
+    def _select(self, X):
+        """Validate, score and select: everything but building the output."""
+        X, cells, scores, reference = self._check_input(X)
+        metric = resolve_metric(self.distance_metric)
         candidates = np.flatnonzero(~scores.missing)
         result = deita_select(
             [cells[i] for i in candidates] if len(candidates) < len(cells) else cells,
@@ -325,6 +345,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             neighbors=self.neighbors,
             block_size=self.block_size,
             show_progress_bar=self.show_progress_bar,
+            reference=reference,
             check_input=False,
         )
         result = _to_input_positions(result, candidates, len(X))
@@ -337,6 +358,21 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
                 BudgetNotReachedWarning,
             )
         return X, cells, scores, result
+
+    def _reference_rows(self, direction: bool):
+        """The reference embeddings, validated like the input's."""
+        ref = self.reference
+        if ref is None:
+            return None
+        if isinstance(ref, pd.DataFrame):
+            check_columns(ref, {"embedding_col (in reference)": self.embedding_col})
+            return check_embedding_rows(
+                ref[self.embedding_col],
+                need_direction=direction,
+                name=f"reference column {self.embedding_col!r}",
+                labels=ref.index,
+            )
+        return check_embedding_rows(ref, need_direction=direction, name="reference")
 
     def _warn_or_raise_missing(self, X, scores) -> None:
         missing = scores.missing

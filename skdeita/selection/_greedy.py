@@ -1,10 +1,11 @@
 """Score-first, diversity-aware selection: the numerical core.
 
 The rule (DEITA, Liu et al. 2024) walks the rows in decreasing score order and
-keeps a row when its distance to the nearest *reference* row is at least the
-threshold, until the budget is filled. The reference rows are either the rows
+keeps a row when its distance to the nearest *neighbour* row is at least the
+threshold, until the budget is filled. The neighbours are either the rows
 already kept (``neighbors="selected"``, the paper) or every other row of the
-input (``neighbors="dataset"``, distilabel's ``DeitaFiltering``).
+input (``neighbors="dataset"``, distilabel's ``DeitaFiltering``); rows of an
+existing curated set (``reference``) are neighbours in both.
 
 A one-row-at-a-time loop is exact but pays Python and memory-gathering costs
 per candidate. Here candidates are processed in blocks: one distance
@@ -18,43 +19,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
-from scipy.spatial.distance import cdist
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, validate_params
 
-from ._progress import progress_bar
-
-# Metrics whose value for a pair depends on the other rows passed to cdist
-# (they estimate variances from the inputs); blocking would change them.
-_DATA_DEPENDENT_METRICS = frozenset({"mahalanobis", "seuclidean"})
-_METRIC_ALIASES = {"manhattan": "cityblock", "l1": "cityblock", "l2": "euclidean"}
-CDIST_METRICS = frozenset(
-    {
-        "braycurtis",
-        "canberra",
-        "chebyshev",
-        "cityblock",
-        "correlation",
-        "cosine",
-        "dice",
-        "euclidean",
-        "hamming",
-        "jaccard",
-        "jensenshannon",
-        "matching",
-        "minkowski",
-        "rogerstanimoto",
-        "russellrao",
-        "sokalsneath",
-        "sqeuclidean",
-        "yule",
-    }
+from ..utils._progress import progress_bar
+from ..utils._validation import check_embedding_rows
+from ._distances import (
+    MAX_SCRATCH_ELEMENTS,
+    SUPPORTED_METRICS,
+    min_distance_to,
+    needs_direction,
+    pairwise_distances,
+    resolve_metric,
+    unit_rows,
 )
-SUPPORTED_METRICS = CDIST_METRICS | frozenset(_METRIC_ALIASES)
 
-# Upper bound on the float64 scratch matrix of one distance computation.
-_MAX_SCRATCH_ELEMENTS = 4_000_000
+# The parameters deita_select and DeitaSelector share, validated one way.
+SELECTION_CONSTRAINTS: dict = {
+    "data_budget": [
+        Interval(Integral, 1, None, closed="left"),
+        Interval(RealNotInt, 0, 1, closed="right"),
+        None,
+    ],
+    "diversity_threshold": [Interval(Real, 0, None, closed="left")],
+    "distance_metric": [StrOptions(set(SUPPORTED_METRICS)), callable],
+    "normalize_embeddings": ["boolean"],
+    "neighbors": [StrOptions({"selected", "dataset"})],
+    "block_size": [Interval(Integral, 1, None, closed="left")],
+    "show_progress_bar": ["boolean", None],
+}
 
 
 @dataclass(frozen=True)
@@ -66,9 +61,9 @@ class SelectionResult:
     selected : ndarray of int
         Positions of the kept rows, in selection order.
     distances : ndarray of float
-        For every input row, the distance to its nearest reference row as seen
+        For every input row, the distance to its nearest neighbour row as seen
         when the row was visited (``inf`` for the first kept row in
-        ``"selected"`` mode); ``nan`` for rows never visited.
+        ``"selected"`` mode with no reference); ``nan`` for rows never visited.
     order : ndarray of int
         All positions in visiting order (score descending, ties in input order).
     n_visited : int
@@ -106,14 +101,14 @@ class RowSource:
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         if self._matrix is not None:
-            out = np.asarray(self._matrix[positions], dtype=np.float64)
+            out = np.array(self._matrix[positions], dtype=np.float64)
         elif len(positions) == 0:
             out = np.empty((0, self.dim))
         else:
             rows = self._rows
             out = np.array([rows[p] for p in positions], dtype=np.float64)
-        if self.normalize:
-            out /= np.linalg.norm(out, axis=1, keepdims=True)
+        if self.normalize and len(out):
+            unit_rows(out)
         return out
 
     def chunks(self, size: int):
@@ -122,40 +117,27 @@ class RowSource:
             yield start, self.take(np.arange(start, min(start + size, self.n)))
 
 
-def resolve_metric(metric: str | Callable) -> str | Callable:
-    """Map aliases (``"manhattan"``) to scipy names and reject unusable ones."""
-    if callable(metric):
-        return metric
-    name = _METRIC_ALIASES.get(metric, metric)
-    if name in _DATA_DEPENDENT_METRICS or name not in CDIST_METRICS:
-        raise ValueError(
-            f"distance_metric={metric!r} is not supported; use one of "
-            f"{sorted(SUPPORTED_METRICS)} or a callable."
-        )
-    return name
-
-
-def pairwise_distances(a: np.ndarray, b: np.ndarray, metric, unit_norm: bool):
-    """Distances between the rows of ``a`` and ``b`` (float64).
-
-    Cosine on unit-norm rows is ``1 - a @ b.T``: one BLAS product, faster
-    than ``cdist`` and equal to it to a few ulps (the tests show the
-    selections agree).
-    """
-    if metric == "cosine" and unit_norm:
-        out = a @ b.T
-        np.subtract(1.0, out, out=out)
-        return out
-    return cdist(a, b, metric)
-
-
 def resolve_budget(data_budget: int | float | None, n: int) -> int:
     """Rows to keep: an int, a fraction of ``n`` (rounded up), or all rows."""
+    if isinstance(data_budget, bool | np.bool_):
+        raise TypeError(
+            f"data_budget={data_budget!r}: a boolean is not a budget; pass a number of "
+            "rows, a fraction in (0, 1], or None for no limit."
+        )
     if data_budget is None:
         return n
-    if isinstance(data_budget, Integral) and not isinstance(data_budget, bool):
+    if isinstance(data_budget, Integral):
         return int(data_budget)
     return int(np.ceil(float(data_budget) * n))
+
+
+def check_threshold(diversity_threshold: float) -> float:
+    """The constraints admit inf (an open interval); a threshold must be finite."""
+    if not np.isfinite(diversity_threshold):
+        raise ValueError(
+            f"diversity_threshold must be a finite distance >= 0, got {diversity_threshold!r}."
+        )
+    return float(diversity_threshold)
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
@@ -163,6 +145,32 @@ def score_order(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
+def check_scores(scores, n: int, name: str = "scores", labels=None) -> np.ndarray:
+    """Finite float64 scores, one per row."""
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numbers, one per row.") from None
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D with one value per row ({n}), got shape {arr.shape}.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = np.flatnonzero(bad)[:10]
+        rows = where.tolist() if labels is None else [labels[i] for i in where]
+        raise ValueError(f"{name} must be finite; NaN or inf at rows {rows}.")
+    return arr
+
+
+@validate_params(
+    {
+        "embeddings": ["array-like"],
+        "scores": ["array-like"],
+        **SELECTION_CONSTRAINTS,
+        "reference": ["array-like", None],
+        "check_input": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def deita_select(
     embeddings: np.ndarray | Sequence,
     scores: np.ndarray | Sequence[float],
@@ -174,12 +182,13 @@ def deita_select(
     neighbors: str = "selected",
     block_size: int = 1024,
     show_progress_bar: bool | None = False,
+    reference: np.ndarray | Sequence | None = None,
     check_input: bool = True,
 ) -> SelectionResult:
     """Select rows score-first under a diversity constraint (DEITA).
 
     Rows are visited by decreasing score (ties keep input order). A row is
-    kept when its distance to the nearest reference row is at least
+    kept when its distance to the nearest neighbour row is at least
     ``diversity_threshold``; the walk stops once ``data_budget`` rows are kept.
 
     Parameters
@@ -193,7 +202,7 @@ def deita_select(
         Rows to keep: an int >= 1, a float in (0, 1] meaning that fraction of
         the rows (rounded up), or None for no limit.
     diversity_threshold : float, default=0.1
-        Minimum distance to the nearest reference row. With cosine distance,
+        Minimum distance to the nearest neighbour row. With cosine distance,
         0.1 is the paper's similarity threshold of 0.9.
     distance_metric : str or callable, default="cosine"
         ``"cosine"``, ``"euclidean"``, ``"manhattan"`` or any metric name that
@@ -210,8 +219,13 @@ def deita_select(
         same result; it only trades memory for speed.
     show_progress_bar : bool or None, default=False
         Show a tqdm bar (None: only when stderr is a terminal).
+    reference : ndarray of shape (n_ref, n_dims), sequence of 1-D arrays or None
+        Embeddings of rows already in a curated set. They are neighbours of
+        every candidate (a row is kept only if it is at least the threshold
+        from each of them too), are never returned and do not count toward
+        the budget.
     check_input : bool, default=True
-        Validate shapes and values; callers that already did may skip it.
+        Validate the arrays' values; callers that already did may skip it.
 
     Returns
     -------
@@ -233,29 +247,35 @@ def deita_select(
     [0, 2]
     >>> res.budget_reached
     True
+
+    A curated set that already covers the first direction:
+
+    >>> deita_select(emb, [3.0, 2.0, 1.0], reference=[[1.0, 0.02]]).selected.tolist()
+    [2]
     """
     metric = resolve_metric(distance_metric)
-    if neighbors not in ("selected", "dataset"):
-        raise ValueError(f"neighbors must be 'selected' or 'dataset', got {neighbors!r}")
-    scores = np.asarray(scores, dtype=np.float64)
-    source = RowSource(embeddings, normalize=normalize_embeddings)
+    threshold = check_threshold(diversity_threshold)
+    direction = needs_direction(metric, normalize_embeddings)
     if check_input:
-        _check_core_input(source, scores, metric, normalize_embeddings)
+        embeddings = check_embedding_rows(embeddings, need_direction=direction, name="embeddings")
+    source = RowSource(embeddings, normalize=normalize_embeddings)
+    scores = check_scores(scores, source.n) if check_input else np.asarray(scores, np.float64)
+    ref = _reference_rows(reference, source, direction, check_input)
     n = source.n
     budget = resolve_budget(data_budget, n)
     order = score_order(scores)
     distances = np.full(n, np.nan)
-    unit_norm = bool(normalize_embeddings)
     walk = _walk_selected if neighbors == "selected" else _walk_dataset
     with progress_bar(total=n, desc="DEITA selection", enabled=show_progress_bar) as bar:
         selected, n_visited = walk(
             source,
+            ref,
             order,
             budget,
-            float(diversity_threshold),
+            threshold,
             metric,
-            unit_norm,
-            max(1, int(block_size)),
+            bool(normalize_embeddings),
+            int(block_size),
             distances,
             bar,
         )
@@ -269,35 +289,21 @@ def deita_select(
     )
 
 
-def _check_core_input(source: RowSource, scores, metric, normalize) -> None:
-    if scores.ndim != 1 or scores.shape[0] != source.n:
+def _reference_rows(reference, source: RowSource, direction: bool, check: bool) -> np.ndarray:
+    """The reference rows as one (normalised) float64 matrix, possibly empty."""
+    if reference is None:
+        return np.empty((0, source.dim))
+    if check:
+        reference = check_embedding_rows(reference, need_direction=direction, name="reference")
+    ref = RowSource(reference, normalize=source.normalize)
+    if ref.n and source.n and ref.dim != source.dim:
         raise ValueError(
-            f"scores must be 1-D with one value per row ({source.n}), got shape {scores.shape}"
+            f"reference has {ref.dim} dimensions but the embeddings have {source.dim}; "
+            "embed both with the same model."
         )
-    if not np.all(np.isfinite(scores)):
-        bad = np.flatnonzero(~np.isfinite(scores))[:10].tolist()
-        raise ValueError(f"scores must be finite; non-finite at positions {bad}")
-    # A matrix is checked in its own dtype; a sequence is stacked by chunk.
-    if source._matrix is not None:
-        raw = source._matrix
-        blocks = ((s, raw[s : s + 8192]) for s in range(0, source.n, 8192))
-    else:
-        blocks = RowSource(source._rows).chunks(8192)
-    bad_finite, bad_zero = [], []
-    need_direction = metric == "cosine" or normalize
-    for start, block in blocks:
-        finite = np.isfinite(block).all(axis=1)
-        bad_finite.extend((start + np.flatnonzero(~finite)).tolist())
-        if need_direction:
-            zero = ~np.any(block != 0, axis=1)
-            bad_zero.extend((start + np.flatnonzero(zero)).tolist())
-    if bad_finite:
-        raise ValueError(f"embeddings contain NaN or inf at positions {bad_finite[:10]}")
-    if bad_zero:
-        raise ValueError(
-            "embeddings contain all-zero vectors, which have no direction for "
-            f"cosine distance or normalisation, at positions {bad_zero[:10]}"
-        )
+    # The kept set (at most the budget) and the reference are held in memory
+    # by the rule anyway; the reference is what a curated set already holds.
+    return ref.take(np.arange(ref.n)) if ref.n else np.empty((0, source.dim))
 
 
 def _grow(pool: np.ndarray, needed: int) -> np.ndarray:
@@ -307,65 +313,6 @@ def _grow(pool: np.ndarray, needed: int) -> np.ndarray:
     bigger = np.empty((max(needed, 2 * pool.shape[0], 16), pool.shape[1]))
     bigger[: pool.shape[0]] = pool
     return bigger
-
-
-def _min_distance_to(block, others, metric, unit_norm, exclude=None) -> np.ndarray:
-    """Row-wise minimum distance from ``block`` to ``others``, in bounded chunks.
-
-    ``exclude`` is a pair ``(rows, cols)`` of block/others pairs to ignore (a
-    row and itself).
-    """
-    out = np.full(block.shape[0], np.inf)
-    if others.shape[0] == 0:
-        return out
-    screened = metric == "cosine" and unit_norm
-    block32 = block.astype(np.float32) if screened else None
-    step = max(1, _MAX_SCRATCH_ELEMENTS // max(1, block.shape[0]))
-    for start in range(0, others.shape[0], step):
-        chunk = others[start : start + step]
-        skip = None
-        if exclude is not None:
-            inside = (exclude[1] >= start) & (exclude[1] < start + len(chunk))
-            skip = (exclude[0][inside], exclude[1][inside] - start)
-        if screened:
-            d = _screened_cosine_min(block, block32, chunk, skip)
-        else:
-            d = pairwise_distances(block, chunk, metric, unit_norm)
-            if skip is not None:
-                d[skip] = np.inf
-            d = d.min(axis=1)
-        np.minimum(out, d, out=out)
-    return out
-
-
-def _screened_cosine_min(block, block32, others, skip=None) -> np.ndarray:
-    """Exact float64 nearest cosine distance, found through a float32 product.
-
-    The float32 similarities are within ``eps`` of the true ones (a dot
-    product of unit vectors of dimension d has rounding error below
-    ``(d + 2) * 2**-24``; we double it), so the true nearest row is among
-    those within ``2 * eps`` of the float32 best. Only those pairs are
-    recomputed in float64: half the cost of a float64 product, same answer.
-    """
-    sims = block32 @ others.astype(np.float32).T
-    if skip is not None:
-        sims[skip] = -np.inf
-    eps = 2.0 * (block.shape[1] + 2) * 2.0**-24
-    rows = np.arange(block.shape[0])
-    cols = sims.argmax(axis=1)
-    best = sims[rows, cols]
-    near = sims >= (best - 2 * eps)[:, None]
-    # Usually only the float32 best is near; look at the others row by row.
-    ties = np.flatnonzero(near.sum(axis=1) > 1)
-    if len(ties):
-        tie_rows, tie_cols = np.nonzero(near[ties])
-        rows = np.concatenate([rows, ties[tie_rows]])
-        cols = np.concatenate([cols, tie_cols])
-    exact = 1.0 - np.einsum("ij,ij->i", block[rows], others[cols])
-    exact[np.isneginf(sims[rows, cols])] = np.inf  # only excluded pairs left
-    out = np.full(block.shape[0], np.inf)
-    np.minimum.at(out, rows, exact)
-    return out
 
 
 def _next_block(block_size: int, remaining: int, kept: int, visited: int) -> int:
@@ -378,10 +325,11 @@ def _next_block(block_size: int, remaining: int, kept: int, visited: int) -> int
     return int(min(block_size, max(64, 1.2 * remaining / rate)))
 
 
-def _walk_selected(source, order, budget, thr, metric, unit_norm, block, distances, bar):
-    """Paper rule: compare each candidate with the rows kept before it."""
+def _walk_selected(source, ref, order, budget, thr, metric, unit_norm, block, distances, bar):
+    """Paper rule: compare each candidate with the reference and the rows kept before it."""
     n = source.n
-    pool = np.empty((0, source.dim))
+    n_ref = ref.shape[0]
+    pool = _grow(ref, n_ref)  # reference rows first, then the kept rows
     n_kept = 0
     selected: list[int] = []
     pos = 0
@@ -389,7 +337,7 @@ def _walk_selected(source, order, budget, thr, metric, unit_norm, block, distanc
         size = _next_block(block, budget - n_kept, n_kept, pos)
         positions = order[pos : pos + size]
         vectors = source.take(positions)
-        d_pool = _min_distance_to(vectors, pool[:n_kept], metric, unit_norm)
+        d_pool = min_distance_to(vectors, pool[: n_ref + n_kept], metric, unit_norm)
         # Only rows that pass the pool check can be kept; resolve them in
         # order against each other (the in-block part of the sequential rule).
         passing = np.flatnonzero(d_pool >= thr)
@@ -422,8 +370,8 @@ def _walk_selected(source, order, budget, thr, metric, unit_norm, block, distanc
             d_in[kept_rows[None, :] >= rest[:, None]] = np.inf
             d_vis[rest] = np.minimum(d_vis[rest], d_in.min(axis=1))
         distances[positions[:stop]] = d_vis
-        pool = _grow(pool, n_kept + len(kept_rows))
-        pool[n_kept : n_kept + len(kept_rows)] = vectors[kept_rows]
+        pool = _grow(pool, n_ref + n_kept + len(kept_rows))
+        pool[n_ref + n_kept : n_ref + n_kept + len(kept_rows)] = vectors[kept_rows]
         n_kept += len(kept_rows)
         selected.extend(positions[kept_rows].tolist())
         pos += stop
@@ -431,22 +379,23 @@ def _walk_selected(source, order, budget, thr, metric, unit_norm, block, distanc
     return selected, int(pos)
 
 
-def _walk_dataset(source, order, budget, thr, metric, unit_norm, block, distances, bar):
-    """distilabel's rule: compare each candidate with every other input row."""
+def _walk_dataset(source, ref, order, budget, thr, metric, unit_norm, block, distances, bar):
+    """distilabel's rule: compare each candidate with every other input row
+    (and every reference row)."""
     n = source.n
     selected: list[int] = []
     pos = 0
-    chunk = max(1, _MAX_SCRATCH_ELEMENTS // max(1, block))
+    chunk = max(1, MAX_SCRATCH_ELEMENTS // max(1, block))
     while pos < n and len(selected) < budget:
         size = _next_block(block, budget - len(selected), len(selected), pos)
         positions = order[pos : pos + size]
         vectors = source.take(positions)
-        nearest = np.full(len(positions), np.inf)
+        nearest = min_distance_to(vectors, ref, metric, unit_norm)
         for start, others in source.chunks(chunk):
             # A row is not its own neighbour (an exact duplicate elsewhere is).
             own = np.flatnonzero((positions >= start) & (positions < start + len(others)))
             exclude = (own, positions[own] - start)
-            d = _min_distance_to(vectors, others, metric, unit_norm, exclude)
+            d = min_distance_to(vectors, others, metric, unit_norm, exclude)
             np.minimum(nearest, d, out=nearest)
         keep = np.flatnonzero(nearest >= thr)
         room = budget - len(selected)

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import os
-import string
 from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import FrameTransformerMixin
+from ..base import BaseModelTransformer
+from ..utils._validation import (
+    check_columns,
+    check_dataframe,
+    check_text_column,
+    template_fields,
+)
+from ._backends import DEFAULT_MODEL, load_encoder
 from ._cache import EmbeddingCache, text_key
-from ._deps import resolve_device
-from ._encoders import DEFAULT_MODEL, load_encoder
-from ._progress import progress_enabled
-from ._validation import check_columns, check_dataframe, check_text_column
 
 
-class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimator):
+class EmbeddingTransformer(BaseModelTransformer):
     """Add an embedding of each row's text to a DataFrame.
 
     Parameters
@@ -171,9 +172,21 @@ class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         self.local_files_only = local_files_only
         self.model_kwargs = model_kwargs
 
+    _loading_params = frozenset(
+        {
+            "model",
+            "backend",
+            "dtype",
+            "max_length",
+            "pooling",
+            "trust_remote_code",
+            "local_files_only",
+            "model_kwargs",
+        }
+    )
+
     # -- sklearn API ---------------------------------------------------------
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None) -> EmbeddingTransformer:
         """Check the input columns and load the model (nothing is embedded).
 
@@ -189,14 +202,7 @@ class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         self : EmbeddingTransformer
             The fitted transformer.
         """
-        frame, column = self._as_frame(X)
-        self._texts(frame, column)  # input errors before any model work
-        self._record_columns(frame)
-        encoder = self._encoder()
-        self.embedding_dim_ = encoder.dim
-        self.model_identity_ = encoder.identity
-        self.device_ = encoder.device
-        return self
+        return super().fit(X, y)
 
     def transform(self, X) -> pd.DataFrame:
         """Return ``X`` with the embedding of each row added.
@@ -212,15 +218,7 @@ class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             The input columns (a Series or list becomes a ``text_col`` column),
             index preserved, plus ``output_col`` (or the wide columns).
         """
-        check_is_fitted(self, "embedding_dim_")
-        frame, column = self._as_frame(X)
-        vectors = self.embed(self._texts(frame, column))
-        out = frame.copy()
-        if self.output == "wide":
-            wide = pd.DataFrame(vectors, index=frame.index, columns=self._wide_names())
-            return pd.concat([out, wide], axis=1)
-        out[self.output_col] = list(vectors) if len(vectors) else pd.Series(dtype=object)
-        return out
+        return super().transform(X)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed a list of texts (dedupe and cache applied).
@@ -242,11 +240,11 @@ class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         todo = [i for i, v in enumerate(found) if v is None]
         vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
         if todo:
-            fresh = self._encoder().encode(
+            fresh = self._get_model().encode(
                 [unique[i] for i in todo],
                 batch_size=self.batch_size,
                 normalize=self.normalize_embeddings,
-                progress=progress_enabled(self.show_progress_bar),
+                progress=self._progress(),
             )
             vectors[todo] = fresh
             if cache:
@@ -259,45 +257,54 @@ class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         where = {t: i for i, t in enumerate(unique)}
         return vectors[[where[t] for t in texts]] if texts else vectors
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Output column names.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Input column names; default: those seen in ``fit``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-            Input columns followed by the embedding column(s).
-        """
-        check_is_fitted(self, "embedding_dim_")
-        added = self._wide_names() if self.output == "wide" else [self.output_col]
-        return self._names_out(input_features, added)
-
     def __getstate__(self):
-        state = super().__getstate__()
-        if not self.store_weights_in_pickle:
-            state.pop("_model", None)
-            if not isinstance(self.model, str | bytes) and self.model is not None:
-                raise TypeError(
-                    "This EmbeddingTransformer holds a model object as `model`; pickling "
-                    "it would store the weights. Pass a model name or path, or set "
-                    "store_weights_in_pickle=True."
-                )
-        return state
+        if not self.store_weights_in_pickle and not isinstance(self.model, str | os.PathLike):
+            raise TypeError(
+                "This EmbeddingTransformer holds a model object as `model`; pickling "
+                "it would store the weights. Pass a model name or path, or set "
+                "store_weights_in_pickle=True."
+            )
+        return super().__getstate__()
 
     # -- implementation --------------------------------------------------------
 
-    def _encoder(self):
-        """The loaded backend; loaded on first use (never in __init__)."""
-        encoder = getattr(self, "_model", None)
-        if encoder is None:
-            params = self.get_params(deep=False)
-            encoder = load_encoder(params, resolve_device(self.device))
-            self._model = encoder
-        return encoder
+    def _on_fit(self) -> None:
+        encoder = self._get_model()
+        self.embedding_dim_ = encoder.dim
+        self.model_identity_ = encoder.identity
+        self.device_ = encoder.device
+
+    def _model_key(self):
+        # A model object the user passed in is theirs: not shared.
+        return super()._model_key() if isinstance(self.model, str | os.PathLike) else None
+
+    def _load_model(self, device: str):
+        return load_encoder(self.get_params(deep=False), device)
+
+    def _check_input(self, X):
+        frame, column = self._as_frame(X)
+        return frame, self._texts(frame, column)
+
+    def _compute(self, model, texts) -> dict:
+        return {self.output_col: self.embed(texts)}
+
+    def _input_columns(self) -> dict:
+        if self.template is None:
+            return {"text_col": self.text_col}
+        return {f"template field {{{f}}}": f for f in template_fields(self.template)}
+
+    def _added_columns(self) -> list[str]:
+        if self.output == "column":
+            return [self.output_col]
+        check_is_fitted(self, "embedding_dim_")
+        return self._wide_names()
+
+    def _output(self, frame, columns) -> pd.DataFrame:
+        vectors = columns[self.output_col]
+        if self.output == "wide":
+            wide = pd.DataFrame(vectors, index=frame.index, columns=self._wide_names())
+            return pd.concat([frame.copy(), wide], axis=1)
+        return super()._output(frame, {self.output_col: list(vectors)})
 
     def _cache_identity(self) -> str:
         return f"{self.model_identity_}|normalize={self.normalize_embeddings}"
@@ -320,14 +327,14 @@ class EmbeddingTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         if self.template is None:
             check_columns(frame, {"text_col": column})
             return check_text_column(frame[column], self.on_missing)
-        fields = [f for _, f, _, _ in string.Formatter().parse(self.template) if f is not None]
-        if not fields or any(not f or f.isdigit() for f in fields):
+        fields = template_fields(self.template)
+        if not fields:
             raise ValueError(
-                f"template={self.template!r} must name columns as {{column}} fields; "
-                "positional fields like {} or {0} are not allowed."
+                f"template={self.template!r} names no column; use {{column}} fields, "
+                "e.g. '{instruction}\\n\\n{response}'."
             )
         check_columns(frame, {f"template field {{{f}}}": f for f in fields})
-        values = {f: check_text_column(frame[f], self.on_missing) for f in dict.fromkeys(fields)}
+        values = {f: check_text_column(frame[f], self.on_missing) for f in fields}
         return [
             self.template.format(**{f: values[f][i] for f in values}) for i in range(len(frame))
         ]

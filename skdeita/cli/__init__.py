@@ -1,0 +1,61 @@
+"""The ``skdeita`` command line: one module per subcommand.
+
+Every subcommand checks its options, its input's columns and values, and its
+output path before any model loads; a user error is one line on stderr and
+exit code 2, never a traceback. Outputs are written atomically, and SIGINT,
+SIGTERM and SIGHUP leave no partial file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import textwrap
+
+from . import _demo, _rank, _select
+from ._io import CLIError
+
+USAGE_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError)
+_SUBCOMMANDS = (_select, _rank, _demo)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="skdeita", description="Curate instruction-tuning data the DEITA way.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module in _SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def _terminate(signum, frame):
+    # Unwind through ``finally`` blocks so temporary files are removed.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``skdeita`` console script."""
+    args = build_parser().parse_args(argv)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):  # no SIGHUP on Windows
+            signal.signal(getattr(signal, name), _terminate)
+    try:
+        return args.run(args)
+    except USAGE_ERRORS as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(textwrap.shorten(f"skdeita: error: {message}", 2000), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("skdeita: interrupted; no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""``skdeita select``: embed (when needed) and select a diverse subset."""
+
+from __future__ import annotations
+
+from ._common import (
+    budget_arg,
+    check_paths,
+    check_pipeline,
+    column_arg,
+    progress,
+    run_pipeline,
+    template_arg,
+    threshold_arg,
+)
+from ._io import read_table, write_table
+
+
+def add_selection_arguments(parser) -> None:
+    """The options of the selection step (shared with ``curate``)."""
+    parser.add_argument("input", help="JSONL, CSV or Parquet file")
+    parser.add_argument("-o", "--output", required=True, help="output file (same formats)")
+    parser.add_argument("--budget", type=budget_arg, required=True, help="rows, or a fraction")
+    parser.add_argument(
+        "--threshold", type=threshold_arg, default=0.1, help="diversity distance (0.1)"
+    )
+    parser.add_argument("--neighbors", choices=["selected", "dataset"], default="selected")
+    parser.add_argument("--metric", default="cosine", help="distance metric (cosine)")
+    parser.add_argument("--embedding-col", type=column_arg, default="embedding")
+    parser.add_argument(
+        "--text-template",
+        type=template_arg,
+        default="{instruction}\n\n{response}",
+        help="how to build the text to embed from columns",
+    )
+    parser.add_argument("--annotate", action="store_true", help="keep every row, mark the kept")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def add_parser(sub) -> None:
+    sel = sub.add_parser("select", help="embed (if needed) and select a diverse subset")
+    add_selection_arguments(sel)
+    sel.add_argument("--model", default=None, help="embedding model (default all-MiniLM-L6-v2)")
+    sel.add_argument("--instruction-score-col", type=column_arg, default="evol_instruction_score")
+    sel.add_argument("--response-score-col", type=column_arg, default="evol_response_score")
+    sel.set_defaults(run=run)
+
+
+def selection_steps(args, columns, *, model=None) -> list:
+    """The embedder (when the input has no embedding column) and the selector."""
+    from .. import DeitaSelector, EmbeddingTransformer
+    from ._io import CLIError
+
+    if args.embedding_col is None:
+        raise CLIError("--embedding-col must name a column")
+    if args.instruction_score_col is None and args.response_score_col is None:
+        raise CLIError("give at least one of --instruction-score-col and --response-score-col")
+    selector = DeitaSelector(
+        args.budget,
+        diversity_threshold=args.threshold,
+        neighbors=args.neighbors,
+        distance_metric=args.metric,
+        embedding_col=args.embedding_col,
+        instruction_score_col=args.instruction_score_col,
+        response_score_col=args.response_score_col,
+        output="annotate" if args.annotate else "subset",
+        show_progress_bar=progress(args),
+    )
+    if args.embedding_col in columns:
+        return [selector]
+    kwargs = {"model": model} if model else {}
+    embedder = EmbeddingTransformer(
+        template=args.text_template,
+        output_col=args.embedding_col,
+        show_progress_bar=progress(args),
+        **kwargs,
+    )
+    return [embedder, selector]
+
+
+def run(args) -> int:
+    check_paths(args)
+    frame = read_table(args.input, list_columns=(args.embedding_col,))
+    steps = selection_steps(args, frame.columns, model=args.model)
+    check_pipeline(steps, frame)
+    out = run_pipeline(steps, frame)
+    write_table(out, args.output)
+    report(args, frame, out, steps[-1])
+    return 0
+
+
+def report(args, frame, out, selector) -> None:
+    kept = int(out["deita_selected"].sum()) if args.annotate else len(out)
+    print(
+        f"rows in: {len(frame)}  rows kept: {kept}  budget: {selector.budget_} "
+        f"({'reached' if selector.budget_reached_ else 'NOT reached'})  threshold: "
+        f"{args.threshold}  neighbors: {args.neighbors}  ->  {args.output}"
+    )
