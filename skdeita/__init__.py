@@ -3,18 +3,23 @@
 from .embedding import EmbeddingTransformer
 from .exceptions import BudgetNotReachedWarning, ModelNotFoundError
 from .pairrm import PairRMRanker, best_candidate, preference_pairs
+from .pipeline import make_deita_pipeline
+from .scoring import ComplexityScorer, QualityScorer
 from .selection import DeitaSelector, SelectionResult, deita_select
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BudgetNotReachedWarning",
+    "ComplexityScorer",
     "DeitaSelector",
     "EmbeddingTransformer",
     "ModelNotFoundError",
     "PairRMRanker",
+    "QualityScorer",
     "SelectionResult",
     "deita_select",
+    "make_deita_pipeline",
     "preference_pairs",
     "__version__",
     "best_candidate",

@@ -140,3 +140,13 @@ def reference_blender(tiny_ranker_dir):
     )
     blender.blender_config.use_tqdm = False
     return blender
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama-architecture scorer with a trained tokenizer."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from skdeita._testing import make_tiny_llama_scorer
+
+    return make_tiny_llama_scorer(tmp_path_factory.mktemp("tiny-scorer"), seed=0)

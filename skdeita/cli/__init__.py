@@ -13,11 +13,11 @@ import signal
 import sys
 import textwrap
 
-from . import _demo, _rank, _select
+from . import _curate, _demo, _rank, _select
 from ._io import CLIError
 
 USAGE_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError)
-_SUBCOMMANDS = (_select, _rank, _demo)
+_SUBCOMMANDS = (_select, _curate, _rank, _demo)
 
 
 class _Parser(argparse.ArgumentParser):

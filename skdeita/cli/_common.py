@@ -89,9 +89,12 @@ def check_pipeline(steps: list, frame: pd.DataFrame) -> None:
         step._validate_params()
         needed = step._input_columns()
         check_columns(pd.DataFrame(columns=available), needed)
-        if all(c is None or c in frame.columns for c in needed.values()):
+        present = [c is None or c in frame.columns for c in needed.values()]
+        if all(present):
             step._check_input(frame)
-        elif hasattr(step, "_check_scores"):
+        elif hasattr(step, "_check_scores") and all(present[1:]):
+            # The selector's embeddings come from an earlier step; its scores
+            # are in the file: check them now.
             step._check_scores(frame)
         available += [c for c in step._added_columns() if c not in available]
 

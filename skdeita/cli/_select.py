@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..utils._conversations import CONVERSATION_TEMPLATES
 from ._common import (
     budget_arg,
     check_paths,
@@ -31,6 +32,18 @@ def add_selection_arguments(parser) -> None:
         type=template_arg,
         default="{instruction}\n\n{response}",
         help="how to build the text to embed from columns",
+    )
+    parser.add_argument(
+        "--messages-col",
+        type=column_arg,
+        default=None,
+        help="column of conversations (ShareGPT or OpenAI messages) instead of text columns",
+    )
+    parser.add_argument(
+        "--conversation-template",
+        choices=sorted(CONVERSATION_TEMPLATES),
+        default="plain",
+        help="how a conversation becomes the text to embed (plain)",
     )
     parser.add_argument("--annotate", action="store_true", help="keep every row, mark the kept")
     parser.add_argument("--no-progress", action="store_true")
@@ -68,8 +81,12 @@ def selection_steps(args, columns, *, model=None) -> list:
     if args.embedding_col in columns:
         return [selector]
     kwargs = {"model": model} if model else {}
+    if args.messages_col is None:
+        kwargs["template"] = args.text_template
+    else:
+        kwargs["messages_col"] = args.messages_col
+        kwargs["conversation_template"] = args.conversation_template
     embedder = EmbeddingTransformer(
-        template=args.text_template,
         output_col=args.embedding_col,
         show_progress_bar=progress(args),
         **kwargs,
@@ -79,13 +96,18 @@ def selection_steps(args, columns, *, model=None) -> list:
 
 def run(args) -> int:
     check_paths(args)
-    frame = read_table(args.input, list_columns=(args.embedding_col,))
+    frame = read_table(args.input, list_columns=list_columns(args))
     steps = selection_steps(args, frame.columns, model=args.model)
     check_pipeline(steps, frame)
     out = run_pipeline(steps, frame)
     write_table(out, args.output)
     report(args, frame, out, steps[-1])
     return 0
+
+
+def list_columns(args) -> tuple[str, ...]:
+    """Columns whose CSV cells hold JSON lists (embeddings, conversations)."""
+    return tuple(c for c in (args.embedding_col, args.messages_col) if c)
 
 
 def report(args, frame, out, selector) -> None:

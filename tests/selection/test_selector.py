@@ -9,48 +9,15 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import sklearn.utils.estimator_checks as sk_checks
-from _reference import reference_select
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skdeita import BudgetNotReachedWarning, DeitaSelector
+from tests._reference import reference_select
 
-# scikit-learn's checks that apply to an estimator whose input is a DataFrame
-# with an embedding column and score columns.
-APPLICABLE_CHECKS = [
-    "check_estimator_cloneable",
-    "check_estimator_tags_renamed",
-    "check_valid_tag_types",
-    "check_estimator_repr",
-    "check_no_attributes_set_in_init",
-    "check_estimators_unfitted",
-    "check_transformers_unfitted",
-    "check_do_not_raise_errors_in_init_or_set_params",
-    "check_n_features_in_after_fitting",
-    "check_mixin_order",
-    "check_parameters_default_constructible",
-    "check_get_params_invariance",
-    "check_set_params",
-    "check_param_validation",
-]
-# Skipped, each because it feeds a bare numeric array (scikit-learn itself skips
-# every data check for an estimator whose tags say two_d_array=False):
-# check_fit_score_takes_y, check_estimators_overwrite_params,
-# check_dont_overwrite_parameters, check_estimators_fit_returns_self,
-# check_readonly_memmap_input, check_positive_only_tag_during_fit,
-# check_estimators_pickle, check_fit_check_is_fitted, check_requires_y_none,
-# check_n_features_in, check_dict_unchanged. The same invariants are tested on
-# DataFrames below (test_fit_returns_self_and_keeps_params, test_pickle_...,
-# test_transform_does_not_change_fitted_state). The row-count checks
-# (check_transformer_general and friends) fail by design in "subset" mode.
-
-
-@pytest.mark.parametrize("check", APPLICABLE_CHECKS)
-def test_sklearn_api_check(check):
-    getattr(sk_checks, check)("DeitaSelector", DeitaSelector())
+# scikit-learn's API checks run on every estimator in tests/test_common.py.
 
 
 def make_frame(n=200, dim=8, seed=0, index=None) -> pd.DataFrame:

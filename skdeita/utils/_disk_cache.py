@@ -1,8 +1,9 @@
-"""A per-text embedding cache on disk, shared by fits, clones and CV folds.
+"""A per-text cache on disk of model outputs (embeddings, scores), shared by
+fits, clones and CV folds.
 
 Keyed by model identity and text, so a grid search that re-fits on different
-folds embeds each distinct text once. Entries live in shard files under
-``<location>/skdeita-embeddings/<model key>/``; each write is one new shard,
+folds embeds or scores each distinct text once. Entries live in shard files
+under ``<location>/skdeita-<kind>/<model key>/``; each write is one new shard,
 written to a temporary name and renamed, so readers never see half a file.
 """
 
@@ -20,23 +21,23 @@ def text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
 
 
-class EmbeddingCache:
-    """Embeddings of texts for one model, stored under ``location``."""
+class VectorCache:
+    """One vector per text for one model, stored under ``location``."""
 
-    def __init__(self, location: str | os.PathLike, model_key: str):
+    def __init__(self, location: str | os.PathLike, model_key: str, kind: str = "embeddings"):
         digest = hashlib.sha256(model_key.encode()).hexdigest()[:24]
-        self.directory = Path(location) / "skdeita-embeddings" / digest
+        self.directory = Path(location) / f"skdeita-{kind}" / digest
         self._loaded: dict[bytes, np.ndarray] | None = None
 
     @classmethod
-    def from_param(cls, cache, model_key: str) -> EmbeddingCache | None:
+    def from_param(cls, cache, model_key: str, kind: str = "embeddings") -> VectorCache | None:
         """Accept None, a path, or a ``joblib.Memory`` (its location is used)."""
         if cache is None:
             return None
         location = getattr(cache, "location", cache)
         if location is None:  # joblib.Memory(None) caches nothing
             return None
-        return cls(location, model_key)
+        return cls(location, model_key, kind)
 
     def _entries(self) -> dict[bytes, np.ndarray]:
         if self._loaded is None:

@@ -6,12 +6,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _reference import reference_select
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
 from skdeita import deita_select
+from tests._reference import reference_select
 
 
 def _random_case(seed: int, n: int = 300, dim: int = 6):

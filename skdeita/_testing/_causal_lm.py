@@ -1,0 +1,149 @@
+"""Tiny random causal LMs with tokenizers trained on the spot.
+
+Stand-ins for DEITA's Llama scorers and for GPT-2 (Superfiltering's IFD):
+same architectures and the same loading code as the real models, a few
+thousand parameters, and a vocabulary trained at build time, so the ids of
+the tokens "1" ... "6" are nothing like Llama's (29896, ...) and code that
+hard-codes them fails. Context lengths differ from the real models' too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..utils._optional import require
+
+_CORPUS = [
+    "You are a helpful assistant. Please identify the complexity score of the "
+    "following user query. ##Query: ##Complexity: 1 2 3 4 5 6",
+    "You are a helpful assistant. Please identify the quality score of the Response "
+    "corresponding to the Question. #Question#: #Response#: ##Quality: 1 2 3 4 5 6",
+    "How do I sort a list in Python? Use sorted(xs) or xs.sort() for a list.",
+    "Write a short poem about the sea and the wind at night, in four lines.",
+    "Explain photosynthesis to a ten year old child in simple words please.",
+    "Give three tips for a good night of sleep and a calm morning routine.",
+    "The capital of France is Paris; the capital of Japan is Tokyo, 1998.",
+    "Sourdough bread needs flour, water, salt and a lively starter culture.",
+    "Translate good morning into Spanish, French and German: buenos dias.",
+    "Machine learning models learn patterns from examples in their data 42.",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9 10 11 12 100 2024 3.14 score 6 of 6.",
+]
+
+
+def _train_tokenizer(directory: Path, vocab_size: int, bos: bool):
+    """A byte-level-free BPE with Llama-like specials (BOS added on encode)."""
+    tk = require("tokenizers", "Building a test model")
+    tf = require("transformers", "Building a test model")
+    specials = ["<unk>", "<s>", "</s>"]
+    tokenizer = tk.Tokenizer(tk.models.BPE(unk_token="<unk>"))
+    tokenizer.normalizer = tk.normalizers.NFKC()
+    tokenizer.pre_tokenizer = tk.pre_tokenizers.Metaspace()
+    tokenizer.decoder = tk.decoders.Metaspace()
+    trainer = tk.trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, show_progress=False
+    )
+    tokenizer.train_from_iterator(_CORPUS * 3, trainer=trainer)
+    if bos:
+        tokenizer.post_processor = tk.processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+        )
+    fast = tf.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+    fast.save_pretrained(directory)
+    return fast
+
+
+def make_tiny_llama_scorer(
+    directory: str | Path,
+    *,
+    seed: int = 0,
+    max_position_embeddings: int = 192,
+    generation_config: dict | None = None,
+) -> Path:
+    """Write a tiny random Llama-architecture causal LM (a DEITA-shaped scorer).
+
+    Parameters
+    ----------
+    directory : str or Path
+        Where to write it (created).
+    seed : int, default=0
+        Seed of the random weights: two seeds make two different scorers.
+    max_position_embeddings : int, default=192
+        The model's context (not the real scorers' 2048 or 4096).
+    generation_config : dict or None, default=None
+        Extra generation settings (e.g. ``{"repetition_penalty": 1.3}``).
+
+    Returns
+    -------
+    directory : Path
+        The model directory, loadable with ``AutoModelForCausalLM``.
+    """
+    torch = require("torch", "Building a test model")
+    tf = require("transformers", "Building a test model")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(directory, vocab_size=240, bos=True)
+    torch.manual_seed(seed)
+    config = tf.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    model = tf.LlamaForCausalLM(config)
+    # Random logits at the digit ids are nearly flat; sharper ones make a
+    # wrong digit id or a wrong position visible in the score.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(40.0)
+    model.save_pretrained(directory)
+    gen = {
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        **(generation_config or {}),
+    }
+    (directory / "generation_config.json").write_text(json.dumps(gen))
+    return directory
+
+
+def make_tiny_gpt2(directory: str | Path, *, seed: int = 0, n_positions: int = 160) -> Path:
+    """Write a tiny random GPT-2 causal LM with a trained tokenizer (no BOS).
+
+    Parameters
+    ----------
+    directory : str or Path
+        Where to write it (created).
+    seed : int, default=0
+        Seed of the random weights.
+    n_positions : int, default=160
+        The model's context (not GPT-2's 1024).
+
+    Returns
+    -------
+    directory : Path
+        The model directory, loadable with ``AutoModelForCausalLM``.
+    """
+    torch = require("torch", "Building a test model")
+    tf = require("transformers", "Building a test model")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = _train_tokenizer(directory, vocab_size=240, bos=False)
+    torch.manual_seed(seed)
+    config = tf.GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=n_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    tf.GPT2LMHeadModel(config).save_pretrained(directory)
+    return directory

@@ -1,0 +1,78 @@
+"""``skdeita curate``: a raw pool to a curated file (score, embed, select)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import check_paths, check_pipeline, column_arg, progress, run_pipeline
+from ._io import read_table, write_table
+from ._select import add_selection_arguments, list_columns, report
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a whole number >= 1")
+    return value
+
+
+def add_parser(sub) -> None:
+    cur = sub.add_parser(
+        "curate", help="score with DEITA's scorers, embed and select: pool to curated set"
+    )
+    add_selection_arguments(cur)
+    cur.add_argument("--complexity-model", default="hkust-nlp/deita-complexity-scorer")
+    cur.add_argument("--quality-model", default="hkust-nlp/deita-quality-scorer")
+    cur.add_argument("--embedding-model", default=None, help="default all-MiniLM-L6-v2")
+    cur.add_argument("--instruction-col", type=column_arg, default="instruction")
+    cur.add_argument("--response-col", type=column_arg, default="response")
+    cur.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    cur.add_argument("--batch-size", type=_positive_int, default=8, help="scorer batch (8)")
+    cur.add_argument("--cache", default=None, help="folder that keeps scores and embeddings")
+    cur.set_defaults(run=run)
+
+
+def curate_steps(args, columns) -> list:
+    """make_deita_pipeline's steps, less the embedder when the input has embeddings
+    (as ``skdeita select`` does): curate equals the scorers, then select."""
+    from .. import make_deita_pipeline
+
+    texts = dict(
+        instruction_col=args.instruction_col or "instruction",
+        response_col=args.response_col or "response",
+        messages_col=args.messages_col,
+        text_template=args.text_template,
+        conversation_template=args.conversation_template,
+    )
+    models = dict(complexity_model=args.complexity_model, quality_model=args.quality_model)
+    if args.embedding_model:
+        models["embedding_model"] = args.embedding_model
+    pipe = make_deita_pipeline(
+        args.budget,
+        diversity_threshold=args.threshold,
+        distance_metric=args.metric,
+        neighbors=args.neighbors,
+        output="annotate" if args.annotate else "subset",
+        embedding_col=args.embedding_col or "embedding",
+        device=args.device,
+        scorer_batch_size=args.batch_size,
+        cache=args.cache,
+        show_progress_bar=progress(args),
+        **texts,
+        **models,
+    )
+    return [s for name, s in pipe.steps if name != "embedding" or args.embedding_col not in columns]
+
+
+def run(args) -> int:
+    check_paths(args)
+    frame = read_table(args.input, list_columns=list_columns(args))
+    steps = curate_steps(args, frame.columns)
+    check_pipeline(steps, frame)
+    out = run_pipeline(steps, frame)
+    write_table(out, args.output)
+    report(args, frame, out, steps[-1])
+    return 0

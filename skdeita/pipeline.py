@@ -1,0 +1,139 @@
+"""DEITA end to end: one pipeline from a raw pool to a curated subset."""
+
+from __future__ import annotations
+
+from sklearn.pipeline import Pipeline
+
+from .embedding import EmbeddingTransformer
+from .embedding._backends import DEFAULT_MODEL
+from .scoring import ComplexityScorer, QualityScorer
+from .selection import DeitaSelector
+
+
+def make_deita_pipeline(
+    data_budget: int | float | None = None,
+    *,
+    complexity_model="hkust-nlp/deita-complexity-scorer",
+    quality_model="hkust-nlp/deita-quality-scorer",
+    embedding_model=DEFAULT_MODEL,
+    instruction_col: str = "instruction",
+    response_col: str = "response",
+    messages_col: str | None = None,
+    text_template: str = "{instruction}\n\n{response}",
+    conversation_template: str = "plain",
+    diversity_threshold: float = 0.1,
+    distance_metric="cosine",
+    neighbors: str = "selected",
+    output: str = "subset",
+    embedding_col: str = "embedding",
+    reference=None,
+    device: str | None = None,
+    scorer_batch_size: int = 8,
+    cache=None,
+    show_progress_bar: bool | None = None,
+) -> Pipeline:
+    """Complexity score -> quality score -> embedding -> DEITA selection.
+
+    The four steps, named ``complexity``, ``quality``, ``embedding`` and
+    ``selection`` (so a grid search can set e.g.
+    ``selection__diversity_threshold``), with DEITA's defaults: its two
+    scorers, ``deita_score = complexity x quality`` (summed over turns for
+    conversations), cosine distance with threshold 0.1 (the paper's
+    similarity 0.9) to the rows already kept. The embedding model defaults
+    to all-MiniLM-L6-v2, which runs on a laptop; DEITA itself embeds with a
+    7B-13B causal LM (pass one with ``embedding_model`` and use an
+    :class:`~skdeita.EmbeddingTransformer` with ``pooling="last"`` in your own
+    pipeline for that).
+
+    Parameters
+    ----------
+    data_budget : int, float or None, default=None
+        Rows to keep (see :class:`~skdeita.DeitaSelector`).
+    complexity_model, quality_model : str or path-like
+        The scorers: hub names or local directories.
+    embedding_model : str or path-like, default="sentence-transformers/all-MiniLM-L6-v2"
+        The sentence-transformers model that embeds each row.
+    instruction_col, response_col : str
+        Text columns of single-turn rows.
+    messages_col : str or None, default=None
+        Column of conversations instead (ShareGPT or OpenAI messages): each
+        user turn is scored on its own and the conversation is embedded as
+        one text rendered with ``conversation_template``.
+    text_template : str, default="{instruction}\\n\\n{response}"
+        How a single-turn row is turned into the text to embed.
+    conversation_template : {"plain", "vicuna_v1.1"}, default="plain"
+        How a conversation is turned into the text to embed.
+    diversity_threshold, distance_metric, neighbors, output, embedding_col, reference
+        Passed to :class:`~skdeita.DeitaSelector`.
+    device : str or None, default=None
+        Device of the three models (None: CUDA when available).
+    scorer_batch_size : int, default=8
+        Prompts per forward pass of the scorers.
+    cache : str, path, joblib.Memory or None, default=None
+        Where scores and embeddings are kept on disk, so that a grid search
+        over selection parameters scores and embeds each row once.
+    show_progress_bar : bool or None, default=None
+        tqdm bars (None: only on a terminal).
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        Unfitted; ``fit_transform(pool)`` returns the curated rows.
+
+    See Also
+    --------
+    skdeita.ComplexityScorer, skdeita.QualityScorer, skdeita.EmbeddingTransformer,
+    skdeita.DeitaSelector : The steps.
+
+    Examples
+    --------
+    >>> from skdeita import make_deita_pipeline
+    >>> pipe = make_deita_pipeline(6000)
+    >>> [name for name, _ in pipe.steps]
+    ['complexity', 'quality', 'embedding', 'selection']
+    """
+    common = dict(device=device, cache=cache, show_progress_bar=show_progress_bar)
+    scorer_cols = dict(instruction_col=instruction_col, messages_col=messages_col)
+    if messages_col is None:
+        embed_text = dict(template=text_template)
+    else:
+        embed_text = dict(messages_col=messages_col, conversation_template=conversation_template)
+    return Pipeline(
+        [
+            (
+                "complexity",
+                ComplexityScorer(
+                    complexity_model, batch_size=scorer_batch_size, **scorer_cols, **common
+                ),
+            ),
+            (
+                "quality",
+                QualityScorer(
+                    quality_model,
+                    response_col=response_col,
+                    batch_size=scorer_batch_size,
+                    **scorer_cols,
+                    **common,
+                ),
+            ),
+            (
+                "embedding",
+                EmbeddingTransformer(
+                    embedding_model, output_col=embedding_col, **embed_text, **common
+                ),
+            ),
+            (
+                "selection",
+                DeitaSelector(
+                    data_budget,
+                    diversity_threshold=diversity_threshold,
+                    distance_metric=distance_metric,
+                    neighbors=neighbors,
+                    output=output,
+                    embedding_col=embedding_col,
+                    reference=reference,
+                    show_progress_bar=show_progress_bar,
+                ),
+            ),
+        ]
+    )
