@@ -4,7 +4,7 @@ from .embedding import EmbeddingTransformer
 from .exceptions import BudgetNotReachedWarning, ModelNotFoundError
 from .pairrm import PairRMRanker, best_candidate, preference_pairs
 from .pipeline import make_deita_pipeline
-from .scoring import ComplexityScorer, QualityScorer
+from .scoring import ComplexityScorer, IFDScorer, QualityScorer
 from .selection import DeitaSelector, SelectionResult, deita_select
 
 __version__ = "0.1.0"
@@ -14,6 +14,7 @@ __all__ = [
     "ComplexityScorer",
     "DeitaSelector",
     "EmbeddingTransformer",
+    "IFDScorer",
     "ModelNotFoundError",
     "PairRMRanker",
     "QualityScorer",

@@ -26,6 +26,11 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
+from .utils._dask import (
+    fit_model_transformer,
+    is_dask_collection,
+    transform_model_transformer,
+)
 from .utils._model_cache import cached_model
 from .utils._optional import resolve_device
 from .utils._progress import progress_enabled
@@ -120,6 +125,8 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         self : object
             The fitted estimator.
         """
+        if is_dask_collection(X):
+            return fit_model_transformer(self, X)
         frame, _ = self._check_input(X)
         self._record_columns(frame)
         self._on_fit()
@@ -131,7 +138,8 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         Parameters
         ----------
         X : DataFrame
-            The input rows.
+            The input rows. A Dask DataFrame gives a lazy Dask DataFrame (one
+            task per partition, the model loaded once per worker process).
 
         Returns
         -------
@@ -139,6 +147,8 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             The input columns, index preserved, plus the added columns.
         """
         check_is_fitted(self, "n_features_in_")
+        if is_dask_collection(X):
+            return transform_model_transformer(self, X)
         frame, prepared = self._check_input(X)
         return self._output(frame, self._compute(self._get_model(), prepared))
 

@@ -31,7 +31,7 @@ _CORPUS = [
 ]
 
 
-def _train_tokenizer(directory: Path, vocab_size: int, bos: bool):
+def _train_tokenizer(directory: Path, vocab_size: int, bos: bool, corpus=None):
     """A byte-level-free BPE with Llama-like specials (BOS added on encode)."""
     tk = require("tokenizers", "Building a test model")
     tf = require("transformers", "Building a test model")
@@ -43,7 +43,7 @@ def _train_tokenizer(directory: Path, vocab_size: int, bos: bool):
     trainer = tk.trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, show_progress=False
     )
-    tokenizer.train_from_iterator(_CORPUS * 3, trainer=trainer)
+    tokenizer.train_from_iterator(list(corpus or []) + _CORPUS * 3, trainer=trainer)
     if bos:
         tokenizer.post_processor = tk.processors.TemplateProcessing(
             single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
@@ -61,6 +61,9 @@ def make_tiny_llama_scorer(
     seed: int = 0,
     max_position_embeddings: int = 192,
     generation_config: dict | None = None,
+    corpus=None,
+    vocab_size: int = 240,
+    **config,
 ) -> Path:
     """Write a tiny random Llama-architecture causal LM (a DEITA-shaped scorer).
 
@@ -74,6 +77,12 @@ def make_tiny_llama_scorer(
         The model's context (not the real scorers' 2048 or 4096).
     generation_config : dict or None, default=None
         Extra generation settings (e.g. ``{"repetition_penalty": 1.3}``).
+    corpus : iterable of str or None, default=None
+        Extra texts to train the tokenizer on (realistic token counts).
+    vocab_size : int, default=240
+        Target size of the trained vocabulary.
+    **config
+        Overrides of the model's ``LlamaConfig`` (e.g. a 7B shape for benchmarks).
 
     Returns
     -------
@@ -84,9 +93,9 @@ def make_tiny_llama_scorer(
     tf = require("transformers", "Building a test model")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _train_tokenizer(directory, vocab_size=240, bos=True)
+    tokenizer = _train_tokenizer(directory, vocab_size=vocab_size, bos=True, corpus=corpus)
     torch.manual_seed(seed)
-    config = tf.LlamaConfig(
+    shape = dict(
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
@@ -94,9 +103,12 @@ def make_tiny_llama_scorer(
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=False,
+    )
+    config = tf.LlamaConfig(
+        **{**shape, **config},
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
     )
     model = tf.LlamaForCausalLM(config)
     # Random logits at the digit ids are nearly flat; sharper ones make a

@@ -1,12 +1,25 @@
-"""Loading PairRM through llm-blender and scoring candidate pairs fast.
+"""Scoring every ordered candidate pair of every row with a loaded PairRM.
 
 llm-blender's ``Blender.rank`` runs one forward pass per ordered candidate pair
 over a batch of rows padded to that batch's longest pair. Here the same model
-(loaded by llm-blender's own ``loadranker``), the same tokenisation (its own
-collator) and the same head (its ranker's ``reduce``) score every ordered pair
-of every row; only the scheduling differs: pairs from all rows are sorted by
-length and batched with dynamic padding, and identical candidates of a row are
-scored once. The comparison matrix and the score formula are llm-blender's.
+(built by :mod:`._loading` from llm-blender's own classes), the same
+tokenisation (its own collator, called once per row) and the same head (its
+ranker's ``reduce``) score every ordered pair of every row; only the
+scheduling differs:
+
+- each row is tokenised once (llm-blender's collator), and its pairs are
+  assembled from those token ids, exactly as the ranker's ``cat_ids`` and
+  column trimming assemble them;
+- the pairs of all rows are sorted by length and cut into batches under a
+  token budget (``max_batch_tokens`` padded tokens per forward pass), so
+  padding is only up to the longest pair of a batch of near-equal lengths
+  and short pairs go many to a pass;
+- identical candidates of a row are scored once;
+- on DeBERTa-v2 backbones (PairRM's), the last layer is computed only at the
+  three tokens the head reads (:mod:`._last_layer`);
+- everything runs under ``torch.inference_mode``.
+
+The comparison matrix and the score formula are llm-blender's.
 
 One deliberate difference: llm-blender gives each candidate
 ``candidate_max_length + (source_max_length - longest source in the batch) // 2``
@@ -17,181 +30,230 @@ results do not depend on batching or row order.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import os
-import warnings
-from pathlib import Path
+import copy
 
 import numpy as np
 
-from ..exceptions import ModelNotFoundError
 from ..utils._optional import require
 from ..utils._progress import progress_bar
-from ._blender_compat import import_llm_blender
+from ._loading import DEFAULT_PAIRRM, LoadedRanker
 
-DEFAULT_PAIRRM = "llm-blender/PairRM"
-
-
-def _check_ranker_dir(path: Path, backbone: str | None) -> str | None:
-    """Name what a local ranker directory lacks; return the backbone to use."""
-    missing = [name for name in ("config.json",) if not (path / name).exists()]
-    if not any((path / w).exists() for w in ("model.safetensors", "pytorch_model.bin")):
-        missing.append("model.safetensors or pytorch_model.bin")
-    if missing:
-        raise ModelNotFoundError(f"Ranker directory {path} is missing {', '.join(missing)}.")
-    if backbone is None and (path / "backbone").is_dir():
-        backbone = str(path / "backbone")  # an offline copy of the backbone
-    if backbone is not None and Path(backbone).is_dir():
-        b = Path(backbone)
-        need = [] if (b / "config.json").exists() else ["config.json"]
-        if not any((b / t).exists() for t in ("tokenizer.json", "spm.model")):
-            need.append("tokenizer.json or spm.model")
-        if need:
-            raise ModelNotFoundError(f"Backbone directory {b} is missing {', '.join(need)}.")
-    return backbone
+__all__ = [
+    "DEFAULT_PAIRRM",
+    "PairScorer",
+    "default_batch_tokens",
+    "ranks_from_scores",
+    "scores_from_matrix",
+]
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
-def load_blender(model: str, *, backbone, device, fp16, source_max_length, candidate_max_length):
-    """A ``llm_blender.Blender`` with the ranker loaded by ``loadranker``."""
-    llm_blender = import_llm_blender()
-    path = Path(model)
-    overrides = {
-        "source_maxlength": source_max_length,
-        "candidate_maxlength": candidate_max_length,
-        "fp16": fp16,
-    }
-    if path.is_dir():
-        backbone = _check_ranker_dir(path, backbone)
-    else:
-        from transformers.utils.hub import TRANSFORMERS_CACHE
-
-        cached = Path(TRANSFORMERS_CACHE) / model
-        if cached.is_dir():
-            backbone = _check_ranker_dir(cached, backbone)
-        elif _offline():
-            raise ModelNotFoundError(
-                f"PairRM weights {model!r} are not available offline. Download them once "
-                f"(`huggingface-cli download {model} --local-dir DIR`, and the backbone "
-                "microsoft/deberta-v3-large into DIR/backbone), then pass model=DIR."
-            )
-    if backbone is not None:
-        overrides["model_name"] = str(backbone)
-    blender = _quiet(llm_blender.Blender)
-    try:
-        _quiet(blender.loadranker, str(model), device=device, **overrides)
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"Could not load PairRM from {model!r}: {exc}") from exc
-    return blender
-
-
-def _quiet(fn, *args, **kwargs):
-    """Call llm-blender without its prints and hub warnings on our users' screens."""
-    logger = logging.getLogger()
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            # llm-blender's RankerConfig leaves optional fields None.
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module="dataclasses_json")
-            return fn(*args, **kwargs)
-    finally:
-        logger.setLevel(level)
+def default_batch_tokens(device: str) -> int:
+    """Padded tokens per forward pass when ``max_batch_tokens=None``."""
+    return 32768 if str(device).startswith("cuda") else 8192
 
 
 class PairScorer:
     """Comparison matrices of candidate pairs with a loaded llm-blender ranker."""
 
-    def __init__(self, blender, *, source_max_length, candidate_max_length, batch_size):
-        import copy
+    def __init__(self, loaded: LoadedRanker, *, prune_last_layer: bool = True):
+        from ._last_layer import supports_last_layer_at
 
         self.torch = require("torch", "PairRMRanker")
-        self.ranker = blender.ranker
-        self.tokenizer = blender.ranker_tokenizer
-        self.device = str(blender.ranker_config.device)
-        self.collator = copy.copy(blender.ranker_collator)
-        self.collator.source_maxlength = source_max_length
-        self.collator.candidate_maxlength = candidate_max_length
-        self.batch_size = batch_size
+        self.loaded = loaded
+        self.ranker = loaded.ranker
+        self.tokenizer = loaded.tokenizer
+        self.collator = loaded.collator
+        self.config = loaded.config
+        self.device = loaded.device
+        self.dtype = loaded.dtype
         self.sep_id = self.ranker.sep_token_id
-        self.pad_id = self.tokenizer.pad_token_id or 0
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = 0 if pad is None else int(pad)
         tok = self.tokenizer
+        self.source_id = tok.source_prefix_id
         self.cand_id, self.cand1_id, self.cand2_id = (
             tok.cand_prefix_id,
             tok.cand1_prefix_id,
             tok.cand2_prefix_id,
         )
-        self.dtype = next(self.ranker.parameters()).dtype
+        self.encoder_decoder = bool(self.ranker.is_encoder_decoder)
+        model = self.ranker.pretrained_model
+        self.last_layer_at = prune_last_layer and supports_last_layer_at(model)
 
-    def _row_tokens(self, source: str, candidates: list[str]):
-        """Token ids of a row, exactly as llm-blender's collator makes them."""
-        batch = self.collator([{"index": 0, "source": source, "candidates": candidates}])
-        src = _upto_last(batch["source_ids"][0].tolist(), self.sep_id)
-        cands = [_upto_last(c.tolist(), self.sep_id) for c in batch["candidate_ids"][0]]
-        return src, cands
+    # -- limits ------------------------------------------------------------------------
 
-    def matrices(self, sources: list[str], candidates: list[list[str]], progress=None):
+    def limits(self, source_max_length=None, candidate_max_length=None) -> tuple[int, int]:
+        """Effective token limits: the explicit ones, else the ranker config's."""
+        source = source_max_length or self.config.source_maxlength
+        candidate = candidate_max_length or self.config.candidate_maxlength
+        for name, value, field in (
+            ("source_max_length", source, "source_maxlength"),
+            ("candidate_max_length", candidate, "candidate_maxlength"),
+        ):
+            if not value:
+                raise ValueError(
+                    f"The ranker config ({self.loaded.path}/config.json) sets no {field}; "
+                    f"pass {name}=."
+                )
+        return int(source), int(candidate)
+
+    def _collator(self, source_max_length, candidate_max_length):
+        collator = copy.copy(self.collator)
+        collator.source_maxlength = source_max_length
+        collator.candidate_maxlength = candidate_max_length
+        return collator
+
+    # -- tokens --------------------------------------------------------------------------
+
+    def _row_tokens(self, collator, source: str, candidates: list[str]):
+        """A row's segments, exactly as llm-blender's collator and ``cat_ids`` cut them.
+
+        Each of the source and the candidates is ``(head, tail)``: the tokens up
+        to and including its last separator, and those after it, padding
+        dropped. llm-blender's pair is ``src.head + c1.head + c2.head + src.tail
+        + c1.tail + c2.tail`` with every padded column removed (one row per
+        batch); tails are empty for every usual tokenizer.
+        """
+        batch = collator([{"index": 0, "source": source, "candidates": candidates}])
+        src = self._split(batch["source_ids"][0], batch["source_attention_mask"][0])
+        ids, masks = batch["candidate_ids"][0], batch["candidate_attention_mask"][0]
+        return src, [self._split(i, m) for i, m in zip(ids, masks, strict=True)]
+
+    def _split(self, ids, mask):
+        ids = ids.numpy()
+        keep = mask.numpy().astype(bool)
+        seps = np.flatnonzero(ids == self.sep_id)
+        if not len(seps):
+            raise ValueError(
+                "The ranker's tokenizer put no separator token in a text; llm-blender's "
+                "pairwise ranker needs one at the end of the source and of each candidate."
+            )
+        cut = seps[-1] + 1
+        return ids[:cut][keep[:cut]], ids[cut:][keep[cut:]]
+
+    def _pair(self, src, left, right) -> tuple[np.ndarray, tuple[int, int, int]]:
+        ids = np.concatenate([src[0], left[0], right[0], src[1], left[1], right[1]])
+        where = []
+        for token in (self.source_id, self.cand1_id, self.cand2_id):
+            hit = np.flatnonzero(ids == token)
+            if not len(hit):
+                raise ValueError(
+                    "A pair lost its <|source|> or <|candidate|> marker to truncation; "
+                    "check the tokenizer's truncation side."
+                )
+            where.append(int(hit[0]))
+        return ids, tuple(where)
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def matrices(
+        self,
+        sources: list[str],
+        candidates: list[list[str]],
+        *,
+        source_max_length: int | None = None,
+        candidate_max_length: int | None = None,
+        max_batch_tokens: int | None = None,
+        batch_size: int | None = None,
+        progress=None,
+    ) -> list[np.ndarray]:
         """For each row, the matrix ``M[i, j]``: logit that candidate i beats j.
 
         Identical candidates share one computation; their own pairs are 0
         (they cancel in the score either way).
         """
-        rows, pairs = [], []  # pairs: (row, i, j, token ids, cand1 pos, cand2 pos)
-        for r, (src, cands) in enumerate(zip(sources, candidates, strict=True)):
+        collator = self._collator(*self.limits(source_max_length, candidate_max_length))
+        rows = []
+        for cands in candidates:
             unique = list(dict.fromkeys(cands))
             rows.append((unique, [unique.index(c) for c in cands]))
-            if len(unique) < 2:
-                continue
-            src_ids, cand_ids = self._row_tokens(src, unique)
-            for i, ci in enumerate(cand_ids):
-                left = [self.cand1_id if t == self.cand_id else t for t in ci]
-                for j, cj in enumerate(cand_ids):
-                    if i != j:
-                        right = [self.cand2_id if t == self.cand_id else t for t in cj]
-                        ids = src_ids + left + right
-                        pairs.append((r, i, j, ids, len(src_ids), len(src_ids) + len(left)))
-        logits = self._score_pairs(pairs, progress)
         out = [np.zeros((len(u), len(u)), dtype=np.float32) for u, _ in rows]
-        for (r, i, j, *_), value in zip(pairs, logits, strict=True):
-            out[r][i, j] = value
+        if self.encoder_decoder:
+            self._row_by_row(collator, sources, rows, out, progress)
+        else:
+            pairs = []  # (row, i, j, token ids, (source, cand1, cand2) positions)
+            for r, (src, (unique, _)) in enumerate(zip(sources, rows, strict=True)):
+                if len(unique) < 2:
+                    continue
+                src_seg, cand_segs = self._row_tokens(collator, src, unique)
+                lefts = [self._marked(c, self.cand1_id) for c in cand_segs]
+                rights = [self._marked(c, self.cand2_id) for c in cand_segs]
+                for i, left in enumerate(lefts):
+                    for j, right in enumerate(rights):
+                        if i != j:
+                            pairs.append((r, i, j, *self._pair(src_seg, left, right)))
+            budget = max_batch_tokens or default_batch_tokens(self.device)
+            logits = self._score_pairs(pairs, budget, batch_size, progress)
+            for (r, i, j, *_), value in zip(pairs, logits, strict=True):
+                out[r][i, j] = value
         return [m[np.ix_(where, where)] for m, (_, where) in zip(out, rows, strict=True)]
 
-    def _score_pairs(self, pairs, progress) -> np.ndarray:
+    def _marked(self, segment, marker):
+        """``<|candidate|>`` replaced by ``marker``, as the ranker's ``_forward`` does."""
+        return tuple(np.where(part == self.cand_id, marker, part) for part in segment)
+
+    def batches(self, lengths, max_batch_tokens: int, batch_size: int | None):
+        """Pair indices, longest first, cut so that ``n * longest <= max_batch_tokens``."""
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        start = 0
+        while start < len(order):
+            width = lengths[order[start]]
+            n = max(1, max_batch_tokens // max(width, 1))
+            if batch_size is not None:
+                n = min(n, batch_size)
+            yield order[start : start + n]
+            start += n
+
+    def _score_pairs(self, pairs, max_batch_tokens, batch_size, progress) -> np.ndarray:
         torch = self.torch
         logits = np.empty(len(pairs), dtype=np.float32)
-        order = np.argsort([-len(p[3]) for p in pairs], kind="stable")  # longest first
+        lengths = [len(p[3]) for p in pairs]
         with progress_bar(len(pairs), "PairRM pairs", progress) as bar, torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                width = len(pairs[idx[0]][3])
-                ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for idx in self.batches(lengths, max_batch_tokens, batch_size):
+                width = lengths[idx[0]]
+                ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                positions = np.empty((len(idx), 3), dtype=np.int64)
                 for k, p in enumerate(idx):
                     seq = pairs[p][3]
-                    ids[k, : len(seq)] = torch.tensor(seq)
+                    ids[k, : len(seq)] = seq
                     mask[k, : len(seq)] = 1
-                ids, mask = ids.to(self.device), mask.to(self.device)
-                hidden = self.ranker.pretrained_model(input_ids=ids, attention_mask=mask)
-                hidden = hidden.last_hidden_state
-                rows = torch.arange(len(idx), device=self.device)
-                src = hidden[rows, 1]  # <|source|> follows [CLS]
-                c1 = hidden[rows, torch.tensor([pairs[p][4] + 1 for p in idx], device=self.device)]
-                c2 = hidden[rows, torch.tensor([pairs[p][5] + 1 for p in idx], device=self.device)]
-                left, right, _ = self.ranker.reduce(src, c1, c2)
-                logits[idx] = (left - right).mean(dim=-1).float().cpu().numpy()
+                    positions[k] = pairs[p][4]
+                logits[idx] = self._forward(ids, mask, positions)
                 bar.update(len(idx))
         return logits
 
+    def _forward(self, ids, mask, positions) -> np.ndarray:
+        """Logits of a batch of pairs (right-padded ``ids``, ``mask``)."""
+        torch = self.torch
+        ids = torch.from_numpy(ids).to(self.device)
+        mask = torch.from_numpy(mask).to(self.device)
+        positions = torch.from_numpy(positions).to(self.device)
+        model = self.ranker.pretrained_model
+        if self.last_layer_at:
+            from ._last_layer import LastLayerAt
 
-def _upto_last(ids: list[int], sep_id: int) -> list[int]:
-    """Ids up to and including the last separator (drops the padding)."""
-    last = len(ids) - 1 - ids[::-1].index(sep_id)
-    return ids[: last + 1]
+            with LastLayerAt(model, positions):
+                encs = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        else:
+            hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+            hidden = hidden.hidden_states[-1]
+            rows = torch.arange(len(ids), device=ids.device)[:, None]
+            encs = hidden[rows, positions]
+        left, right, _ = self.ranker.reduce(encs[:, 0], encs[:, 1], encs[:, 2])
+        return (left - right).mean(dim=-1).float().cpu().numpy()
+
+    def _row_by_row(self, collator, sources, rows, out, progress) -> None:
+        """Encoder-decoder backbones: llm-blender's own ``_full_predict``, one row at a time."""
+        torch = self.torch
+        with progress_bar(len(rows), "PairRM rows", progress) as bar, torch.inference_mode():
+            for r, (src, (unique, _)) in enumerate(zip(sources, rows, strict=True)):
+                if len(unique) > 1:
+                    batch = collator([{"index": 0, "source": src, "candidates": unique}])
+                    batch = {k: v.to(self.device) for k, v in batch.items() if v is not None}
+                    result = self.ranker._full_predict(**batch)["logits"]
+                    out[r][:] = result[0].float().cpu().numpy()
+                bar.update(1)
 
 
 def scores_from_matrix(matrix: np.ndarray) -> np.ndarray:

@@ -13,13 +13,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ..base import BaseModelTransformer
 from ..utils._validation import check_columns, check_dataframe, check_unicode, first_labels
 from ..utils._warnings import warn_user
-from ._engine import (
-    DEFAULT_PAIRRM,
-    PairScorer,
-    load_blender,
-    ranks_from_scores,
-    scores_from_matrix,
-)
+from ._engine import DEFAULT_PAIRRM, PairScorer, ranks_from_scores, scores_from_matrix
+from ._loading import load_ranker
 from ._preference import order_by_ranks
 
 
@@ -29,8 +24,11 @@ class PairRMRanker(BaseModelTransformer):
     Every ordered pair of a row's candidates is compared by PairRM
     (llm-blender), each candidate is scored ``mean_j (M[i, j] - M[j, i])`` and
     ranked (1 = best; tied scores share the smaller rank), exactly as
-    llm-blender's ``Blender.rank``. Rows may have different numbers of
-    candidates.
+    llm-blender's ``Blender.rank`` (with ``batch_size=1``: a row's result never
+    depends on the other rows). Rows may have different numbers of
+    candidates. Any llm-blender pairwise ranker works: its token limits and
+    settings come from its own ``config.json``, and what is loaded never
+    depends on the name of the folder it lies in.
 
     Parameters
     ----------
@@ -40,7 +38,7 @@ class PairRMRanker(BaseModelTransformer):
     backbone : str or None, default=None
         Backbone model name or directory, overriding the ranker's config
         (``microsoft/deberta-v3-large`` for PairRM). None: ``<model>/backbone``
-        when that folder exists, else the config's.
+        when that folder exists, else the config's ``model_name``.
     input_col : str, default="input"
         Column with the instruction of each row.
     candidates_col : str, default="candidates"
@@ -53,13 +51,28 @@ class PairRMRanker(BaseModelTransformer):
     device : str or None, default=None
         None: CUDA when available, else CPU.
     fp16 : bool or None, default=None
-        Half precision; None means on for CUDA, off elsewhere (as llm-blender).
-    batch_size : int, default=16
-        Candidate pairs per forward pass.
-    source_max_length : int, default=1224
-        Token limit of the instruction.
-    candidate_max_length : int, default=412
-        Token limit of each candidate (plus half of what the source leaves).
+        Half precision; None means llm-blender's rule: the ranker config's
+        ``fp16`` (true for PairRM) on CUDA or MPS, float32 elsewhere.
+    dtype : {"float32", "float16", "bfloat16"} or None, default=None
+        Weights' dtype, overriding ``fp16`` (pass one of the two). Scores are
+        float32 either way.
+    batch_size : int or None, default=None
+        At most this many candidate pairs per forward pass; None: as many as
+        ``max_batch_tokens`` allows.
+    max_batch_tokens : int or None, default=None
+        Padded tokens per forward pass: pairs are sorted by length and
+        batched under this budget (8192 on CPU, 32768 on CUDA when None).
+        Changes speed and memory, never the results.
+    source_max_length : int or None, default=None
+        Token limit of the instruction; None: the ranker config's
+        ``source_maxlength`` (1224 for PairRM), as llm-blender.
+    candidate_max_length : int or None, default=None
+        Token limit of each candidate (plus half of what the source leaves);
+        None: the config's ``candidate_maxlength`` (412 for PairRM).
+    trust_remote_code : bool, default=False
+        Let ``transformers`` run code shipped with the backbone. llm-blender
+        turns it on for any path containing ``"phi"``; here only this
+        parameter does.
     on_invalid : {"raise", "skip"}, default="raise"
         Rows with a missing or empty candidate list, or a missing input: raise
         naming them, or leave them unranked (``ranks`` is None) with a warning.
@@ -72,6 +85,16 @@ class PairRMRanker(BaseModelTransformer):
     ----------
     device_ : str
         Device the ranker runs on.
+    dtype_ : str
+        Dtype of its weights.
+    source_max_length_, candidate_max_length_ : int
+        Token limits in effect (the explicit ones, else the config's).
+    backbone_ : str
+        Backbone name or directory loaded.
+    ranker_config_ : dict
+        The settings llm-blender reads from the ranker's ``config.json``
+        (``ranker_type``, ``model_type``, ``model_name``, limits, ``n_tasks``,
+        ``fp16``, ...), as loaded.
     n_features_in_ : int
         Number of input columns seen in ``fit``.
     feature_names_in_ : ndarray of str
@@ -100,9 +123,12 @@ class PairRMRanker(BaseModelTransformer):
         "return_scores": ["boolean"],
         "device": [str, None],
         "fp16": ["boolean", None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "source_max_length": [Interval(Integral, 8, None, closed="left")],
-        "candidate_max_length": [Interval(Integral, 8, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float16", "bfloat16"}), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "max_batch_tokens": [Interval(Integral, 1, None, closed="left"), None],
+        "source_max_length": [Interval(Integral, 8, None, closed="left"), None],
+        "candidate_max_length": [Interval(Integral, 8, None, closed="left"), None],
+        "trust_remote_code": ["boolean"],
         "on_invalid": [StrOptions({"raise", "skip"})],
         "show_progress_bar": ["boolean", None],
         "store_weights_in_pickle": ["boolean"],
@@ -119,9 +145,12 @@ class PairRMRanker(BaseModelTransformer):
         return_scores: bool = False,
         device: str | None = None,
         fp16: bool | None = None,
-        batch_size: int = 16,
-        source_max_length: int = 1224,
-        candidate_max_length: int = 412,
+        dtype: str | None = None,
+        batch_size: int | None = None,
+        max_batch_tokens: int | None = None,
+        source_max_length: int | None = None,
+        candidate_max_length: int | None = None,
+        trust_remote_code: bool = False,
         on_invalid: str = "raise",
         show_progress_bar: bool | None = None,
         store_weights_in_pickle: bool = False,
@@ -134,19 +163,28 @@ class PairRMRanker(BaseModelTransformer):
         self.return_scores = return_scores
         self.device = device
         self.fp16 = fp16
+        self.dtype = dtype
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.source_max_length = source_max_length
         self.candidate_max_length = candidate_max_length
+        self.trust_remote_code = trust_remote_code
         self.on_invalid = on_invalid
         self.show_progress_bar = show_progress_bar
         self.store_weights_in_pickle = store_weights_in_pickle
 
-    _loading_params = frozenset(
-        {"model", "backbone", "fp16", "source_max_length", "candidate_max_length", "batch_size"}
-    )
+    # Limits and batching are applied per call: they do not reload the model.
+    _loading_params = frozenset({"model", "backbone", "fp16", "dtype", "trust_remote_code"})
 
     def _on_fit(self) -> None:
-        self.device_ = self._get_model().device
+        model = self._get_model()
+        self.device_ = model.device
+        self.dtype_ = model.dtype
+        self.source_max_length_, self.candidate_max_length_ = model.limits(
+            self.source_max_length, self.candidate_max_length
+        )
+        self.backbone_ = model.loaded.backbone
+        self.ranker_config_ = _config_settings(model.config)
 
     def _check_input(self, X):
         X = check_dataframe(X, type(self).__name__)
@@ -219,29 +257,32 @@ class PairRMRanker(BaseModelTransformer):
     # -- implementation --------------------------------------------------------
 
     def _load_model(self, device: str) -> PairScorer:
-        fp16 = device.startswith(("cuda", "mps")) if self.fp16 is None else self.fp16
-        blender = load_blender(
+        if self.fp16 is not None and self.dtype is not None:
+            raise ValueError(
+                f"Pass fp16 or dtype, not both (got fp16={self.fp16!r}, dtype={self.dtype!r})."
+            )
+        loaded = load_ranker(
             str(self.model),
             backbone=self.backbone,
             device=device,
-            fp16=fp16,
-            source_max_length=self.source_max_length,
-            candidate_max_length=self.candidate_max_length,
+            dtype=self.dtype,
+            fp16=self.fp16,
+            trust_remote_code=self.trust_remote_code,
         )
-        if fp16 and device.startswith("cuda"):
-            # llm-blender halves only for the strings "cuda"/"mps", not "cuda:1".
-            blender.ranker = blender.ranker.half()
-        return PairScorer(
-            blender,
-            source_max_length=self.source_max_length,
-            candidate_max_length=self.candidate_max_length,
-            batch_size=self.batch_size,
-        )
+        return PairScorer(loaded)
 
     def _score_rows(self, inputs: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
         prefix = self.instructions or ""
         sources = [prefix + s for s in inputs]
-        matrices = self._get_model().matrices(sources, candidates, self._progress())
+        matrices = self._get_model().matrices(
+            sources,
+            candidates,
+            source_max_length=self.source_max_length,
+            candidate_max_length=self.candidate_max_length,
+            max_batch_tokens=self.max_batch_tokens,
+            batch_size=self.batch_size,
+            progress=self._progress(),
+        )
         return [scores_from_matrix(m) for m in matrices]
 
     def _rows(self, X: pd.DataFrame) -> _Rows:
@@ -293,6 +334,14 @@ class _Rows(NamedTuple):
     candidates: list[list[str]]
     labels: pd.Index  # every row's label
     skipped: list  # first labels of the rows left unranked
+
+
+# RankerConfig fields that say where a ranker was loaded from, not how it ranks.
+_LOCATION_FIELDS = ("cache_dir", "load_checkpoint", "device")
+
+
+def _config_settings(config) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in _LOCATION_FIELDS}
 
 
 def _check_inputs(texts: list, name: str, labels) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, UnitScores, run_batches
+from ._first_token import first_token_scores
 
 COMPLEXITY_TEMPLATE = (
     "You are a helpful assistant. Please identify the complexity score of the following "
@@ -81,23 +82,8 @@ def encode_within(lm, template: str, fields: dict[str, str], max_length: int):
 
 
 def expected_digit_scores(lm, sequences: list[list[int]], digit_ids: list[int]) -> np.ndarray:
-    """DEITA's score of each prompt: E[digit] under the softmax over "1" ... "6".
-
-    One ``generate`` step over the left-padded batch: its first scores are
-    the last position's logits after the model's own logits processors (a
-    repetition penalty, suppressed tokens...), exactly what DEITA reads.
-    """
-    ids, mask = lm.left_padded(sequences)
-    with lm.torch.inference_mode():
-        out = lm.model.generate(
-            input_ids=ids,
-            attention_mask=mask,
-            max_new_tokens=1,
-            output_scores=True,
-            return_dict_in_generate=True,
-            pad_token_id=lm.pad_id,
-        )
-    logits = out.scores[0][:, digit_ids].double().cpu().numpy()
+    """DEITA's score of each prompt: E[digit] under the softmax over "1" ... "6"."""
+    logits = first_token_scores(lm, sequences, digit_ids)
     with np.errstate(invalid="ignore", over="ignore"):
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)

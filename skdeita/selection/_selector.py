@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..base import FrameTransformerMixin
 from ..exceptions import BudgetNotReachedWarning
+from ..utils._dask import is_dask_collection
 from ..utils._validation import (
     check_columns,
     check_dataframe,
@@ -182,6 +183,10 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         self : DeitaSelector
             The fitted selector.
         """
+        if is_dask_collection(X):
+            from . import _distributed
+
+            return _distributed.fit(self, X)
         self._fit(X)
         return self
 
@@ -203,6 +208,10 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         X_out : DataFrame
             See :meth:`transform`.
         """
+        if is_dask_collection(X):
+            from . import _distributed
+
+            return _distributed.fit_transform(self, X)
         return self._build_output(*self._fit(X))
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
@@ -220,8 +229,16 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             index labels, plus ``deita_score``, ``deita_score_computed_with`` and
             ``nearest_neighbor_distance``. ``output="annotate"``: every row in
             input order, plus those and ``deita_selected``, ``deita_rank``.
+            A Dask DataFrame is selected exactly as its pandas equivalent
+            (``X.compute()``) would be, without gathering its embeddings on
+            the client, and gives a lazy Dask DataFrame (see
+            :doc:`/scale`).
         """
         check_is_fitted(self, "selected_index_")
+        if is_dask_collection(X):
+            from . import _distributed
+
+            return _distributed.transform(self, X)
         return self._build_output(*self._select(X))
 
     def score(self, X: pd.DataFrame, y=None) -> float:

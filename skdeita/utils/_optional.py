@@ -11,6 +11,8 @@ _EXTRA_OF = {
     "llm_blender": "pairrm",
     "matplotlib": "plot",
     "pyarrow": "io",
+    "dask": "dask",
+    "distributed": "dask",
 }
 
 

@@ -1,0 +1,531 @@
+"""Superfiltering's Instruction-Following Difficulty (IFD), batched and honest.
+
+IFD (Li et al. 2024, Cherry_LLM; computed with GPT-2 in Superfiltering) is
+the perplexity of a response conditioned on its prompt-formatted
+instruction over its perplexity alone, response tokens only. What the
+Superfiltering code (tianyi-lab/Superfiltering, ``code_ifd/data_analysis.py``
+and ``code_ifd/put_analysis_to_data.py``) computes, and what is reproduced
+here token for token:
+
+- the prompt is ``"{instruction}\\n"``, or ``"{instruction}\\n{input}\\n"``
+  for a row with a non-empty input; ``whole = prompt + response``;
+- every encoding is ``tokenizer.encode`` with the tokenizer's own special
+  tokens;
+- conditioned: ``whole`` encoded with truncation at ``max_length``; labels
+  before ``len(encode(prompt))`` (the prompt encoded alone, not truncated)
+  are masked; the model's loss (mean cross-entropy of the shifted labels)
+  gives ``ppl = exp(loss)``;
+- alone: the response encoded with truncation at
+  ``max_length - len(encode(prompt, truncated at max_length)) + 1``; loss
+  over all its tokens (the first is never predicted: there is no BOS);
+- ``IFD = ppl_conditioned / ppl_alone``.
+
+What differs, and why:
+
+- sequences are scored in length-sorted batches, padded on the right with an
+  attention mask and explicit position ids, each row's loss taken over its
+  own tokens only, so a score does not depend on the batch size or the
+  row's neighbours (identical sequences are scored once);
+- ``max_length`` is capped at the model's context (Superfiltering's 1024 is
+  GPT-2's; a longer sequence would crash a model with a shorter context);
+- a failure is an error or NaN, never Superfiltering's 0; an empty response
+  (which Superfiltering skips) has no IFD, and neither has a row with no
+  response token left to score.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import TruncationWarning
+from ..utils._disk_cache import VectorCache, text_key
+from ..utils._validation import (
+    check_columns,
+    check_dataframe,
+    check_text_column,
+    first_labels,
+    template_fields,
+)
+from ..utils._warnings import warn_user
+from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, Units, UnitScores, run_batches
+
+# Superfiltering, code_ifd/data_analysis.py, PROMPT_DICT_NONE: (no input, with input).
+SUPERFILTERING_TEMPLATES = ("{instruction}\n", "{instruction}\n{input}\n")
+# Cherry_LLM, cherry_seletion/data_by_IFD.py, PROMPT_DICT (the Alpaca template).
+ALPACA_TEMPLATES = (
+    "Below is an instruction that describes a task. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:",
+    "Below is an instruction that describes a task, paired with an input that provides "
+    "further context. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:",
+)
+TEMPLATE_PRESETS = {"superfiltering": SUPERFILTERING_TEMPLATES, "alpaca": ALPACA_TEMPLATES}
+_FIELDS = frozenset({"instruction", "input"})
+
+
+def resolve_templates(prompt_template, input_col) -> tuple[str, str | None]:
+    """``(template for rows without input, template for rows with one)``.
+
+    Raises a ValueError, before any model loads, for a template without
+    ``{instruction}``, with an unknown field, or with ``{input}`` where no
+    input can fill it.
+    """
+    spec = "superfiltering" if prompt_template is None else prompt_template
+    if isinstance(spec, str) and spec in TEMPLATE_PRESETS:
+        pair = TEMPLATE_PRESETS[spec]
+        return pair[0], (pair[1] if input_col is not None else None)
+    if isinstance(spec, str):
+        fields = _template_fields(spec, "prompt_template")
+        if "input" in fields and input_col is None:
+            raise ValueError(
+                f"prompt_template={spec!r} has an {{input}} field but input_col is None; "
+                "set input_col to the column of inputs."
+            )
+        if "input" not in fields and input_col is not None:
+            raise ValueError(
+                f"input_col={input_col!r} is set but prompt_template={spec!r} has no "
+                "{input} field, so the inputs would be ignored; add it, or pass a pair "
+                "(template without input, template with input)."
+            )
+        return spec, (spec if input_col is not None else None)
+    if isinstance(spec, tuple | list) and len(spec) == 2 and all(isinstance(t, str) for t in spec):
+        plain, with_input = spec
+        if "input" in _template_fields(plain, "prompt_template[0]"):
+            raise ValueError(
+                f"prompt_template[0]={plain!r} is the template of rows without input; "
+                "it must not have an {input} field."
+            )
+        if "input" not in _template_fields(with_input, "prompt_template[1]"):
+            raise ValueError(
+                f"prompt_template[1]={with_input!r} is the template of rows with an "
+                "input; it needs an {input} field."
+            )
+        return plain, (with_input if input_col is not None else None)
+    raise ValueError(
+        f"prompt_template={prompt_template!r} must be None (Superfiltering's), one of "
+        f"{sorted(TEMPLATE_PRESETS)}, a str.format template with an {{instruction}} "
+        "field, or a pair (template without input, template with input)."
+    )
+
+
+def _template_fields(template: str, param: str) -> list[str]:
+    fields = template_fields(template, param=param)
+    unknown = [f for f in fields if f not in _FIELDS]
+    if unknown:
+        raise ValueError(
+            f"{param}={template!r} names {unknown}; an IFD prompt template may only use "
+            "{instruction} and {input} (the response is appended after the prompt)."
+        )
+    if "instruction" not in fields:
+        raise ValueError(f"{param}={template!r} needs an {{instruction}} field.")
+    return fields
+
+
+def encode_truncated(tokenizer, texts: list[str], limits: list[int], full=None):
+    """``tokenizer.encode(text, truncation=True, max_length=limit)`` for each text.
+
+    One batched call encodes every text in full; only the texts longer than
+    their limit are encoded again with the tokenizer's own truncation, so
+    special tokens and the truncation side are the tokenizer's. ``full``: the
+    texts' untruncated ids, when already known. Returns ``(ids, cut)``: the
+    token ids, and whether each text was cut.
+    """
+    if not texts:
+        return [], []
+    if full is None:
+        full = tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
+    out, cut = [], []
+    for text, ids, limit in zip(texts, full, limits, strict=True):
+        cut.append(len(ids) > limit)
+        if cut[-1]:
+            ids = tokenizer.encode(text, truncation=True, max_length=limit, verbose=False)
+        out.append(list(ids))
+    return out, cut
+
+
+def sequence_losses(lm, sequences: list[list[int]], starts: list[int], keep_logits: bool):
+    """Mean cross-entropy of each sequence's tokens from ``starts[k]`` on.
+
+    Token ``t`` is predicted from the logits at ``t - 1`` (``starts[k] >= 1``),
+    as a causal LM's loss with the labels before ``starts[k]`` masked. The
+    batch is padded on the right; real tokens keep positions ``0 .. n - 1``
+    and never attend to padding, and each loss is taken over its own row.
+    """
+    torch = lm.torch
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for k, seq in enumerate(sequences):
+        ids[k, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[k, : len(seq)] = 1
+    positions = torch.arange(width, dtype=torch.long).expand(len(sequences), width)
+    # Logits are needed from the earliest predicting position on.
+    offset = min(starts) - 1
+    kwargs = {"logits_to_keep": width - offset} if keep_logits and offset > 0 else {}
+    ids, mask, positions = (t.to(lm.device) for t in (ids, mask, positions))
+    if not kwargs:
+        offset = 0
+    with torch.inference_mode():
+        logits = lm.model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs
+        ).logits
+        losses = np.empty(len(sequences))
+        for k, (seq, start) in enumerate(zip(sequences, starts, strict=True)):
+            n = len(seq)
+            token_loss = torch.nn.functional.cross_entropy(
+                logits[k, start - 1 - offset : n - 1 - offset].float(),
+                ids[k, start:n],
+                reduction="none",
+            )
+            losses[k] = token_loss.double().mean().item()
+    return losses
+
+
+class IFDScorer(BaseLMScorer):
+    """Superfiltering's Instruction-Following Difficulty (IFD) of each row.
+
+    ``fit`` learns nothing (it checks the columns and the template);
+    ``transform`` returns a copy of the frame with ``output_col`` added: the
+    perplexity of the response conditioned on the prompt-formatted
+    instruction over its perplexity alone, response tokens only, exactly as
+    the Superfiltering code computes it (see :doc:`/scoring`). A small model
+    (GPT-2, 124M parameters) is enough: it runs on a laptop CPU.
+
+    IFD < 1: the instruction helps predict the response. IFD >= 1: it does
+    not (the pair is likely misaligned); Superfiltering drops those rows, then
+    keeps the highest IFD.
+
+    Parameters
+    ----------
+    model : str or path-like, default="gpt2"
+        A hub name or a local directory holding a causal LM and its
+        tokenizer (Superfiltering uses GPT-2).
+    instruction_col : str, default="instruction"
+        Column of instructions.
+    response_col : str, default="response"
+        Column of responses (Superfiltering's ``output``).
+    input_col : str or None, default=None
+        Column of inputs (Alpaca's ``input``). Rows with a non-empty input
+        use the template with input; a missing input (None/NaN) is no input.
+    output_col : str, default="ifd_score"
+        Name of the added IFD column.
+    prompt_template : str, pair of str or None, default=None
+        How the instruction becomes the prompt the response is appended to.
+        None (or ``"superfiltering"``): Superfiltering's ``"{instruction}\\n"``,
+        and ``"{instruction}\\n{input}\\n"`` for rows with an input.
+        ``"alpaca"``: the Alpaca template of Cherry_LLM (IFD's first paper).
+        A ``str.format`` template with ``{instruction}`` (and ``{input}``
+        when ``input_col`` is set) for every row, or a pair (template
+        without input, template with input).
+    perplexity_cols : pair of str or None, default=None
+        Also add the two perplexities: names of the (conditioned, alone)
+        columns, e.g. ``("ppl_A_condition", "ppl_A_direct")`` as
+        Superfiltering names them.
+    max_length : int or None, default=1024
+        Token limit of prompt + response (Superfiltering's 1024, GPT-2's
+        context), capped at the model's context; None means the model's
+        context. Longer rows are cut as Superfiltering cuts them (prompt +
+        response to ``max_length`` tokens, the response alone to
+        ``max_length`` minus the prompt's tokens plus one), with a
+        :class:`~skdeita.exceptions.TruncationWarning`.
+    batch_size : int, default=16
+        Sequences per forward pass (each row has two: prompt + response, and
+        the response alone), length-sorted; never changes a score. On a GPU
+        a larger batch is faster.
+    device : str or None, default=None
+        None picks CUDA when available, else CPU.
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Weights' dtype. Superfiltering loads float32.
+    on_error : {"raise", "nan"}, default="raise"
+        A row without an IFD (an empty response; no response token left to
+        score within ``max_length``; a one-token response, whose perplexity
+        alone predicts no token; a model failure): raise a
+        :class:`~skdeita.exceptions.ScoringError` naming the row (empty
+        responses: a ValueError before the model loads), or write NaN and
+        warn once (:class:`~skdeita.exceptions.ScoringFailedWarning`). Never
+        Superfiltering's 0.
+    cache : str, path, joblib.Memory or None, default=None
+        Where to keep scores across fits, clones and grid-search folds.
+    show_progress_bar : bool or None, default=None
+        tqdm bar; None shows it only on a terminal.
+    trust_remote_code : bool, default=False
+        Passed to the loaders; never on unless you set it.
+    local_files_only : bool, default=False
+        Never reach a hub.
+    store_weights_in_pickle : bool, default=False
+        Pickle the loaded model too; by default it reloads on first use.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of input columns seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Input column names seen in ``fit``.
+
+    See Also
+    --------
+    skdeita.QualityScorer : DEITA's response quality score (a 13B model).
+    skdeita.DeitaSelector : Select with ``ifd_score`` as the quality column.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skdeita import IFDScorer
+    >>> from skdeita._testing import make_tiny_gpt2
+    >>> path = make_tiny_gpt2(getfixture("tmp_path") / "gpt2")
+    >>> df = pd.DataFrame({
+    ...     "instruction": ["How do I sort a list in Python?", "Write a poem about the sea."],
+    ...     "response": ["Use sorted(xs) or xs.sort().", "The wind at night, the sea."],
+    ... })
+    >>> out = IFDScorer(path, show_progress_bar=False).fit_transform(df)
+    >>> bool(out["ifd_score"].gt(0).all())
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **{k: v for k, v in LM_SCORER_CONSTRAINTS.items() if k != "messages_col"},
+        "response_col": [str],
+        "input_col": [str, None],
+        "prompt_template": [str, tuple, list, None],
+        "perplexity_cols": [tuple, list, None],
+    }
+    _fields = ("prompt", "response")
+    _what = "compute the IFD of"
+    messages_col = None  # rows only: Superfiltering's IFD is one instruction, one response
+
+    def __init__(
+        self,
+        model="gpt2",
+        *,
+        instruction_col: str = "instruction",
+        response_col: str = "response",
+        input_col: str | None = None,
+        output_col: str = "ifd_score",
+        prompt_template=None,
+        perplexity_cols=None,
+        max_length: int | None = 1024,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str = "float32",
+        on_error: str = "raise",
+        cache=None,
+        show_progress_bar: bool | None = None,
+        trust_remote_code: bool = False,
+        local_files_only: bool = False,
+        store_weights_in_pickle: bool = False,
+    ):
+        self.model = model
+        self.instruction_col = instruction_col
+        self.response_col = response_col
+        self.input_col = input_col
+        self.output_col = output_col
+        self.prompt_template = prompt_template
+        self.perplexity_cols = perplexity_cols
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.on_error = on_error
+        self.cache = cache
+        self.show_progress_bar = show_progress_bar
+        self.trust_remote_code = trust_remote_code
+        self.local_files_only = local_files_only
+        self.store_weights_in_pickle = store_weights_in_pickle
+
+    # -- columns and input -----------------------------------------------------
+
+    def _field_columns(self) -> dict[str, str]:
+        columns = {"instruction": self.instruction_col, "response": self.response_col}
+        if self.input_col is not None:
+            columns["input"] = self.input_col
+        return columns
+
+    def _perplexity_cols(self) -> list[str]:
+        cols = self.perplexity_cols
+        if cols is None:
+            return []
+        if len(cols) != 2 or not all(isinstance(c, str) for c in cols):
+            raise ValueError(
+                f"perplexity_cols={cols!r} must be None or two column names (conditioned, alone)."
+            )
+        if len({*cols, self.output_col}) != 3:
+            raise ValueError(
+                f"perplexity_cols={cols!r} and output_col={self.output_col!r} must be "
+                "three different names."
+            )
+        return list(cols)
+
+    def _added_columns(self) -> list[str]:
+        return [self.output_col, *self._perplexity_cols()]
+
+    def _check_input(self, X) -> tuple[pd.DataFrame, Units]:
+        X = check_dataframe(X, type(self).__name__)
+        plain, with_input = resolve_templates(self.prompt_template, self.input_col)
+        self._perplexity_cols()
+        check_columns(X, self._input_columns())
+        instructions = check_text_column(X[self.instruction_col])
+        responses = check_text_column(X[self.response_col])
+        if self.input_col is not None:
+            inputs = check_text_column(X[self.input_col], on_missing="empty")
+        else:
+            inputs = [""] * len(X)
+        empty = np.array([r == "" for r in responses], dtype=bool)
+        if empty.any() and self.on_error == "raise":
+            raise ValueError(
+                f"Column {self.response_col!r} has empty responses at rows "
+                f"{first_labels(X.index, empty)} ({int(empty.sum())} in all): IFD is "
+                "undefined without a response (Superfiltering skips these rows). Drop "
+                "them, or pass on_error='nan' to give them NaN."
+            )
+        fields = []
+        for instruction, inp, response in zip(instructions, inputs, responses, strict=True):
+            if inp and with_input is not None:
+                prompt = with_input.format_map({"instruction": instruction, "input": inp})
+            else:
+                prompt = plain.format_map({"instruction": instruction, "input": inp})
+            fields.append({"prompt": prompt, "response": response})
+        return X, Units(fields, np.arange(len(X)), X.index, False)
+
+    # -- scoring ---------------------------------------------------------------
+
+    def _max_length(self, lm) -> int:
+        if self.max_length is None:
+            return lm.context
+        return min(int(self.max_length), lm.context)
+
+    def _score_units(self, lm, units: list[dict[str, str]]) -> UnitScores:
+        """IFD, perplexity conditioned and perplexity alone of each unit: (n, 3)."""
+        tok = lm.tokenizer
+        max_length = self._max_length(lm)
+        n = len(units)
+        errors: dict = {}
+        prompts = [u["prompt"] for u in units]
+        responses = [u["response"] for u in units]
+        # data_analysis.py: the prompt encoded alone in full gives the
+        # response's first token; truncated, the limit of the response alone.
+        prompt_ids = tok(prompts, add_special_tokens=True, verbose=False)["input_ids"] if n else []
+        truncated_prompts, _ = encode_truncated(tok, prompts, [max_length] * n, prompt_ids)
+        whole, whole_cut = encode_truncated(
+            tok, [p + r for p, r in zip(prompts, responses, strict=True)], [max_length] * n
+        )
+        alone_limit = [max_length - len(p) + 1 for p in truncated_prompts]
+        alone, alone_cut = encode_truncated(tok, responses, alone_limit)
+        n_truncated = 0
+        items: dict[tuple, int] = {}  # (ids, start) -> item position
+        sequences, starts = [], []
+        unit_items = np.full((n, 2), -1, dtype=np.intp)
+        for i in range(n):
+            if responses[i] == "":
+                errors[i] = ValueError(
+                    "the response is empty: IFD is undefined (Superfiltering skips it)"
+                )
+                continue
+            n_truncated += whole_cut[i] or alone_cut[i]
+            start = max(len(prompt_ids[i]), 1)
+            if start >= len(whole[i]):
+                errors[i] = ValueError(
+                    f"the prompt fills max_length={max_length} tokens: no response token "
+                    "is left to score"
+                )
+                continue
+            if len(alone[i]) < 2:
+                errors[i] = ValueError(
+                    f"the response alone is {len(alone[i])} token(s) (within max_length): "
+                    "with no token before it, its perplexity alone predicts no token"
+                )
+                continue
+            for kind, (seq, st) in enumerate(((whole[i], start), (alone[i], 1))):
+                key = (tuple(seq), st)
+                if key not in items:
+                    items[key] = len(sequences)
+                    sequences.append(seq)
+                    starts.append(st)
+                unit_items[i, kind] = items[key]
+        keep_logits = _accepts_logits_to_keep(lm)
+
+        def score(batch):
+            return sequence_losses(
+                lm, [sequences[k] for k in batch], [starts[k] for k in batch], keep_logits
+            )
+
+        # Conditioned sequences (long prompt prefixes need no logits) sort
+        # apart from the alone ones, so their batches keep fewer logits.
+        lengths = [len(s) + (1 << 30) * (st > 1) for s, st in zip(sequences, starts, strict=True)]
+        losses, failed = run_batches(
+            len(sequences), lengths, self.batch_size, score, self._progress(), "IFDScorer"
+        )
+        values = np.full((n, 3), np.nan)
+        todo = np.flatnonzero(unit_items[:, 0] >= 0)
+        for i in todo:
+            for kind in (0, 1):
+                k = unit_items[i, kind]
+                if k in failed:
+                    errors[int(i)] = failed[k]
+        ok = np.array([i for i in todo if int(i) not in errors], dtype=np.intp)
+        if len(ok):
+            with np.errstate(over="ignore", invalid="ignore"):
+                ppl = np.exp(losses[unit_items[ok]])
+                values[ok, 1:] = ppl
+                values[ok, 0] = ppl[:, 0] / ppl[:, 1]
+            bad = ok[~np.isfinite(values[ok]).all(axis=1)]
+            for i in bad:
+                errors[int(i)] = FloatingPointError("a perplexity overflowed")
+            values[bad] = np.nan
+        return UnitScores(values, errors, n_truncated)
+
+    # -- cache and output (three values per row) --------------------------------
+
+    def _cache_params(self) -> str:
+        return f"max_length={self.max_length}|ifd-v1"
+
+    def _cached_scores(self, lm, fields: list[dict[str, str]]) -> UnitScores:
+        identity = f"{type(self).__name__}|{lm.identity}|{self._cache_params()}"
+        cache = VectorCache.from_param(self.cache, identity, kind="scores")
+        if cache is None:
+            return self._score_units(lm, fields)
+        keys = [text_key(repr(sorted(f.items()))) for f in fields]
+        found = cache.get(keys)
+        todo = [i for i, v in enumerate(found) if v is None]
+        values = np.full((len(fields), 3), np.nan)
+        for i, v in enumerate(found):
+            if v is not None:
+                values[i] = v
+        fresh = self._score_units(lm, [fields[i] for i in todo])
+        values[todo] = fresh.values
+        ok = [k for k in range(len(todo)) if k not in fresh.errors]
+        # Only successes are cached: a failure is retried next time.
+        cache.put([keys[todo[k]] for k in ok], fresh.values[ok])
+        errors = {todo[k]: exc for k, exc in fresh.errors.items()}
+        return UnitScores(values, errors, fresh.n_truncated)
+
+    def _compute(self, lm, units: Units) -> dict:
+        scores = self._cached_scores(lm, units.fields)
+        self._handle_failures(scores, units)
+        if scores.n_truncated:
+            warn_user(
+                f"IFDScorer: {scores.n_truncated} rows were longer than "
+                f"max_length={self._max_length(lm)} tokens and were cut as Superfiltering "
+                "cuts them (prompt + response to max_length tokens, the response alone to "
+                "max_length minus the prompt's tokens plus one).",
+                TruncationWarning,
+            )
+        out = {self.output_col: scores.values[:, 0]}
+        for name, column in zip(self._perplexity_cols(), (1, 2), strict=False):
+            out[name] = scores.values[:, column]
+        return out
+
+
+def _accepts_logits_to_keep(lm) -> bool:
+    """Whether the model's forward can skip the logits of unscored positions."""
+    flag = getattr(lm, "ifd_logits_to_keep", None)
+    if flag is None:
+        try:
+            flag = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+        except (TypeError, ValueError):
+            flag = False
+        lm.ifd_logits_to_keep = flag
+    return flag
