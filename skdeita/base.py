@@ -43,9 +43,22 @@ class FrameTransformerMixin:
         self.n_features_in_ = X.shape[1]
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
 
-    def _names_out(self, input_features, added: list[str]) -> np.ndarray:
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Output column names.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Input column names; default: those seen in ``fit``.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+            Input columns followed by the columns this estimator adds.
+        """
         check_is_fitted(self, "feature_names_in_")
         names = list(self.feature_names_in_ if input_features is None else input_features)
+        added = self._added_columns()
         return np.asarray(names + [c for c in added if c not in names], dtype=object)
 
     def __sklearn_tags__(self):
@@ -151,21 +164,6 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             return transform_model_transformer(self, X)
         frame, prepared = self._check_input(X)
         return self._output(frame, self._compute(self._get_model(), prepared))
-
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Output column names.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Input column names; default: those seen in ``fit``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-            Input columns followed by the added columns.
-        """
-        return self._names_out(input_features, self._added_columns())
 
     def _output(self, frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
         out = frame.copy()

@@ -150,3 +150,17 @@ def tiny_scorer_dir(tmp_path_factory) -> Path:
     from skdeita._testing import make_tiny_llama_scorer
 
     return make_tiny_llama_scorer(tmp_path_factory.mktemp("tiny-scorer"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer_pair(tmp_path_factory) -> tuple[str, str]:
+    """Two tiny scorers with different weights: (complexity, quality)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from skdeita._testing import make_tiny_llama_scorer
+
+    root = tmp_path_factory.mktemp("scorer-pair")
+    return (
+        str(make_tiny_llama_scorer(root / "complexity", seed=0)),
+        str(make_tiny_llama_scorer(root / "quality", seed=1)),
+    )

@@ -10,7 +10,12 @@ reads::
     <dir>/backbone/            the backbone's config, weights and tokenizer
 
 The RankerConfig names ``microsoft/deberta-v3-large`` as the real PairRM's
-does; the ``backbone/`` folder stands in for it offline.
+does; the ``backbone/`` folder stands in for it offline. Its limits and
+settings (``source_maxlength``, ``candidate_maxlength``, ``n_tasks``, ...)
+default to PairRM's and can be changed, and the backbone may be a DeBERTa-v2
+(PairRM's kind, any shape) or a BERT encoder. The ranker is assembled from
+llm-blender's own classes exactly as its loader does for a path without any of
+the names it reacts to, so the folder a ranker is built in never matters.
 """
 
 from __future__ import annotations
@@ -79,6 +84,14 @@ def make_tiny_pairrm(
     head_scale: float = 1000.0,
     initializer_range: float = 0.3,
     seed: int = 0,
+    source_maxlength: int = 1224,
+    candidate_maxlength: int = 412,
+    n_tasks: int = 1,
+    drop_out: float = 0.05,
+    fp16: bool = True,
+    backbone_type: str = "deberta-v2",
+    backbone_config: dict | None = None,
+    config_model_name: str = "microsoft/deberta-v3-large",
 ) -> Path:
     """Save a randomly initialised PairRM-shaped ranker under ``directory``.
 
@@ -102,6 +115,16 @@ def make_tiny_pairrm(
         trained model's, so that context changes the hidden states more).
     seed : int
         Seed of the random weights.
+    source_maxlength, candidate_maxlength, n_tasks, drop_out, fp16
+        The RankerConfig settings (PairRM's by default: 1224, 412, 1, 0.05,
+        True). ``n_tasks`` is the width of the comparison head's output.
+    backbone_type : {"deberta-v2", "bert"}
+        The backbone class (``model_type`` "deberta" or "bert" in the config).
+    backbone_config : dict or None
+        Extra fields of the backbone's config (e.g. ``position_buckets``,
+        ``share_att_key``, ``pos_att_type``, ``conv_kernel_size``).
+    config_model_name : str
+        The backbone name ``config.json`` records (the real PairRM's by default).
 
     Returns
     -------
@@ -111,9 +134,13 @@ def make_tiny_pairrm(
     torch = require("torch", "Building a test ranker")
     tf = require("transformers", "Building a test ranker")
     safetensors_torch = require("safetensors.torch", "Building a test ranker")
-    llm_blender = import_llm_blender()
-    from llm_blender.blender.blender_utils import load_ranker
+    import_llm_blender()
     from llm_blender.pair_ranker.config import RankerConfig
+    from llm_blender.pair_ranker.model_util import build_collator, build_pretrained_model
+    from llm_blender.pair_ranker.ranker import CrossCompareReranker
+
+    if backbone_type not in ("deberta-v2", "bert"):
+        raise ValueError(f"backbone_type must be 'deberta-v2' or 'bert', got {backbone_type!r}")
 
     directory = Path(directory)
     backbone = directory / "backbone"
@@ -127,41 +154,54 @@ def make_tiny_pairrm(
     )
     tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
     tokenizer.save_pretrained(backbone)
-    config = tf.DebertaV2Config(
+    shape = dict(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
         intermediate_size=intermediate_size,
         max_position_embeddings=512,
-        relative_attention=True,
-        position_buckets=256,
-        norm_rel_ebd="layer_norm",
-        share_att_key=True,
-        pos_att_type=["p2c", "c2p"],
-        position_biased_input=False,
-        type_vocab_size=0,
         pad_token_id=0,
         initializer_range=initializer_range,
     )
-    tf.DebertaV2Model(config).save_pretrained(backbone)
+    if backbone_type == "deberta-v2":
+        defaults = dict(
+            relative_attention=True,
+            position_buckets=256,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            type_vocab_size=0,
+        )
+        config = tf.DebertaV2Config(**{**shape, **defaults, **(backbone_config or {})})
+        tf.DebertaV2Model(config).save_pretrained(backbone)
+        model_type = "deberta"
+    else:
+        config = tf.BertConfig(**{**shape, **(backbone_config or {})})
+        tf.BertModel(config).save_pretrained(backbone)
+        model_type = "bert"
 
     ranker_config = RankerConfig(
         ranker_type="pairranker",
-        model_type="deberta",
+        model_type=model_type,
         model_name=str(backbone),
-        source_maxlength=1224,
-        candidate_maxlength=412,
-        n_tasks=1,
-        drop_out=0.05,
+        source_maxlength=source_maxlength,
+        candidate_maxlength=candidate_maxlength,
+        n_tasks=n_tasks,
+        drop_out=drop_out,
         inference_mode="bubble",
-        fp16=True,
+        fp16=fp16,
     )
-    ranker, _, _ = load_ranker(ranker_config)
+    # llm-blender's load_ranker, minus its tests on the path's name.
+    tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
+    build_collator("pairranker", tokenizer, source_maxlength, candidate_maxlength)
+    pretrained = build_pretrained_model(model_type, str(backbone))
+    pretrained.resize_token_embeddings(len(tokenizer))
+    ranker = CrossCompareReranker(pretrained, ranker_config, tokenizer).eval()
     with torch.no_grad():
         ranker.head_layer[-1].weight.mul_(head_scale)
     safetensors_torch.save_model(ranker, str(directory / "model.safetensors"))
-    ranker_config.model_name = "microsoft/deberta-v3-large"  # as the real PairRM's
+    ranker_config.model_name = config_model_name  # "microsoft/deberta-v3-large", as PairRM's
     (directory / "config.json").write_text(json.dumps(ranker_config.to_dict(), indent=2))
-    del llm_blender
     return directory

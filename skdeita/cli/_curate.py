@@ -39,9 +39,19 @@ def curate_steps(args, columns) -> list:
     """make_deita_pipeline's steps, less the embedder when the input has embeddings
     (as ``skdeita select`` does): curate equals the scorers, then select."""
     from .. import make_deita_pipeline
+    from ._io import CLIError
 
+    needed = [("--embedding-col", args.embedding_col)]
+    if args.messages_col is None:  # the scorers read both text columns
+        needed += [
+            ("--instruction-col", args.instruction_col),
+            ("--response-col", args.response_col),
+        ]
+    for option, value in needed:
+        if value is None:
+            raise CLIError(f"{option} must name a column")
     texts = dict(
-        instruction_col=args.instruction_col or "instruction",
+        instruction_col=args.instruction_col or "instruction",  # unused with --messages-col
         response_col=args.response_col or "response",
         messages_col=args.messages_col,
         text_template=args.text_template,
@@ -56,7 +66,7 @@ def curate_steps(args, columns) -> list:
         distance_metric=args.metric,
         neighbors=args.neighbors,
         output="annotate" if args.annotate else "subset",
-        embedding_col=args.embedding_col or "embedding",
+        embedding_col=args.embedding_col,
         device=args.device,
         scorer_batch_size=args.batch_size,
         cache=args.cache,

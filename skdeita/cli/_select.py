@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from ..utils._conversations import CONVERSATION_TEMPLATES
 from ._common import (
+    add_cluster_argument,
     budget_arg,
     check_paths,
     check_pipeline,
     column_arg,
+    dask_client,
+    frame_meta,
     progress,
+    read_input,
     run_pipeline,
     template_arg,
     threshold_arg,
+    write_output,
 )
-from ._io import read_table, write_table
 
 
 def add_selection_arguments(parser) -> None:
     """The options of the selection step (shared with ``curate``)."""
-    parser.add_argument("input", help="JSONL, CSV or Parquet file")
-    parser.add_argument("-o", "--output", required=True, help="output file (same formats)")
+    parser.add_argument("input", help="JSONL, CSV or Parquet file, or a Parquet folder or glob")
+    parser.add_argument(
+        "-o", "--output", required=True, help="output file (same formats), or a new Parquet folder"
+    )
     parser.add_argument("--budget", type=budget_arg, required=True, help="rows, or a fraction")
     parser.add_argument(
         "--threshold", type=threshold_arg, default=0.1, help="diversity distance (0.1)"
@@ -55,6 +61,14 @@ def add_parser(sub) -> None:
     sel.add_argument("--model", default=None, help="embedding model (default all-MiniLM-L6-v2)")
     sel.add_argument("--instruction-score-col", type=column_arg, default="evol_instruction_score")
     sel.add_argument("--response-score-col", type=column_arg, default="evol_response_score")
+    sel.add_argument(
+        "--reference",
+        default=None,
+        metavar="CURATED",
+        help="rows already curated: kept rows must be diverse against them too (its "
+        "embedding column, or its texts embedded with the same model); not in the output",
+    )
+    add_cluster_argument(sel)
     sel.set_defaults(run=run)
 
 
@@ -96,13 +110,35 @@ def selection_steps(args, columns, *, model=None) -> list:
 
 def run(args) -> int:
     check_paths(args)
-    frame = read_table(args.input, list_columns=list_columns(args))
-    steps = selection_steps(args, frame.columns, model=args.model)
-    check_pipeline(steps, frame)
-    out = run_pipeline(steps, frame)
-    write_table(out, args.output)
-    report(args, frame, out, steps[-1])
+    with dask_client(args.cluster) as client:
+        frame = read_input(args, list_columns(args), client)
+        steps = selection_steps(args, frame.columns, model=args.model)
+        check_pipeline(steps, frame_meta(frame))
+        n_ref = attach_reference(args, steps)
+        out = run_pipeline(steps, frame)
+        write_output(out, args.output)
+        report(args, frame, out, steps[-1])
+        if n_ref is not None:
+            print(f"reference rows: {n_ref} (not in the output, not counted in the budget)")
     return 0
+
+
+def attach_reference(args, steps) -> int | None:
+    """``--reference CURATED``: give the selector the curated rows' embeddings
+    (its embedding column, or its texts embedded by the same embedder)."""
+    if args.reference is None:
+        return None
+    from sklearn.base import clone
+
+    from ._io import read_table
+
+    curated = read_table(args.reference, list_columns=list_columns(args))
+    if args.embedding_col not in curated.columns:
+        embedder = clone(selection_steps(args, (), model=args.model)[0])
+        check_pipeline([embedder], curated)
+        curated = run_pipeline([embedder], curated)
+    steps[-1].set_params(reference=curated[[args.embedding_col]])
+    return len(curated)
 
 
 def list_columns(args) -> tuple[str, ...]:
@@ -111,7 +147,7 @@ def list_columns(args) -> tuple[str, ...]:
 
 
 def report(args, frame, out, selector) -> None:
-    kept = int(out["deita_selected"].sum()) if args.annotate else len(out)
+    kept = selector.n_selected_
     print(
         f"rows in: {len(frame)}  rows kept: {kept}  budget: {selector.budget_} "
         f"({'reached' if selector.budget_reached_ else 'NOT reached'})  threshold: "

@@ -52,6 +52,16 @@ def default_batch_tokens(device: str) -> int:
     return 32768 if str(device).startswith("cuda") else 8192
 
 
+def attention_cap(device: str) -> int:
+    """Most attention scores (batch x heads x length^2) per forward pass.
+
+    On CPU, tensors above glibc's mmap threshold (32 MiB at most) are fresh
+    pages on every allocation, paid for in page faults: batches stay under
+    it (long pairs then go one at a time). On CUDA the cap only bounds memory.
+    """
+    return 2**30 if str(device).startswith("cuda") else 2**23
+
+
 class PairScorer:
     """Comparison matrices of candidate pairs with a loaded llm-blender ranker."""
 
@@ -79,6 +89,8 @@ class PairScorer:
         self.encoder_decoder = bool(self.ranker.is_encoder_decoder)
         model = self.ranker.pretrained_model
         self.last_layer_at = prune_last_layer and supports_last_layer_at(model)
+        self.heads = int(getattr(model.config, "num_attention_heads", 1) or 1)
+        self.attention_cap = attention_cap(self.device)
 
     # -- limits ------------------------------------------------------------------------
 
@@ -119,9 +131,47 @@ class PairScorer:
         ids, masks = batch["candidate_ids"][0], batch["candidate_attention_mask"][0]
         return src, [self._split(i, m) for i, m in zip(ids, masks, strict=True)]
 
+    def _rows_tokens(self, collator, sources: list[str], rows: list[list[str]]):
+        """``_row_tokens`` of many rows, with a few batched tokenizer calls.
+
+        For a tokenizer that adds its own separator (DeBERTa's ``[SEP]``, the
+        collator's usual path) the collator's ``encode_texts`` is the
+        tokenizer with ``truncation=True`` and padding that is dropped again:
+        the same ids come from unpadded batch calls, sources first, then the
+        candidates of all rows that share a length limit. Other tokenizers
+        go through the collator row by row.
+        """
+        if not sources:
+            return []
+        if collator.mannually_add_sep_token:
+            return [self._row_tokens(collator, s, c) for s, c in zip(sources, rows, strict=True)]
+        tok, sep = self.tokenizer, collator.sep_token
+        limit_s, limit_c = collator.source_maxlength, collator.candidate_maxlength
+        texts = [(collator.source_prefix + s).replace(sep, " ") for s in sources]
+        src_ids = tok(texts, max_length=limit_s, truncation=True)["input_ids"]
+        # The collator's candidate limit: its own plus half of what the source leaves.
+        limits = [limit_c + (limit_s - len(ids)) // 2 for ids in src_ids]
+        cand_ids: list[list] = [[None] * len(c) for c in rows]
+        by_limit: dict[int, list[tuple[int, int]]] = {}
+        for r, (limit, cands) in enumerate(zip(limits, rows, strict=True)):
+            by_limit.setdefault(limit, []).extend((r, i) for i in range(len(cands)))
+        for limit, where in by_limit.items():
+            texts = [(collator.candidate_prefix + rows[r][i]).replace(sep, " ") for r, i in where]
+            for (r, i), ids in zip(where, tok(texts, max_length=limit, truncation=True)["input_ids"]):
+                cand_ids[r][i] = ids
+        return [
+            (self._split_ids(s), [self._split_ids(c) for c in cands])
+            for s, cands in zip(src_ids, cand_ids, strict=True)
+        ]
+
+    def _split_ids(self, ids):
+        ids = np.asarray(ids, dtype=np.int64)
+        return self._split(ids, np.ones(len(ids), dtype=bool))
+
     def _split(self, ids, mask):
-        ids = ids.numpy()
-        keep = mask.numpy().astype(bool)
+        if not isinstance(ids, np.ndarray):
+            ids, mask = ids.numpy(), mask.numpy()
+        keep = np.asarray(mask).astype(bool)
         seps = np.flatnonzero(ids == self.sep_id)
         if not len(seps):
             raise ValueError(
@@ -172,10 +222,11 @@ class PairScorer:
             self._row_by_row(collator, sources, rows, out, progress)
         else:
             pairs = []  # (row, i, j, token ids, (source, cand1, cand2) positions)
-            for r, (src, (unique, _)) in enumerate(zip(sources, rows, strict=True)):
-                if len(unique) < 2:
-                    continue
-                src_seg, cand_segs = self._row_tokens(collator, src, unique)
+            todo = [r for r, (unique, _) in enumerate(rows) if len(unique) > 1]
+            tokens = self._rows_tokens(
+                collator, [sources[r] for r in todo], [rows[r][0] for r in todo]
+            )
+            for r, (src_seg, cand_segs) in zip(todo, tokens, strict=True):
                 lefts = [self._marked(c, self.cand1_id) for c in cand_segs]
                 rights = [self._marked(c, self.cand2_id) for c in cand_segs]
                 for i, left in enumerate(lefts):
@@ -193,12 +244,14 @@ class PairScorer:
         return tuple(np.where(part == self.cand_id, marker, part) for part in segment)
 
     def batches(self, lengths, max_batch_tokens: int, batch_size: int | None):
-        """Pair indices, longest first, cut so that ``n * longest <= max_batch_tokens``."""
+        """Pair indices, longest first, cut so that ``n * longest <= max_batch_tokens``
+        (and ``n * heads * longest**2 <= attention_cap``)."""
         order = np.argsort(-np.asarray(lengths), kind="stable")
         start = 0
         while start < len(order):
-            width = lengths[order[start]]
-            n = max(1, max_batch_tokens // max(width, 1))
+            width = max(int(lengths[order[start]]), 1)
+            n = min(max_batch_tokens // width, self.attention_cap // (self.heads * width * width))
+            n = max(1, n)
             if batch_size is not None:
                 n = min(n, batch_size)
             yield order[start : start + n]

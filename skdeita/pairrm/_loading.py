@@ -233,19 +233,24 @@ def _load_weights(ranker, path: Path) -> None:
 @contextlib.contextmanager
 def quiet():
     """No prints, hub warnings or transformers info on our users' screens."""
+    tf_logging = require("transformers.utils.logging", "PairRMRanker")
     logger = logging.getLogger()
     level = logger.level
-    tf_logger = logging.getLogger("transformers")
-    tf_level = tf_logger.level
+    tf_level = tf_logging.get_verbosity()
+    bars = tf_logging.is_progress_bar_enabled()
     logger.setLevel(logging.ERROR)
-    tf_logger.setLevel(logging.ERROR)
+    tf_logging.set_verbosity_error()
+    if bars:
+        tf_logging.disable_progress_bar()
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="dataclasses_json")
             yield
     finally:
         logger.setLevel(level)
-        tf_logger.setLevel(tf_level)
+        tf_logging.set_verbosity(tf_level)
+        if bars:
+            tf_logging.enable_progress_bar()
 
 
 def load_ranker(

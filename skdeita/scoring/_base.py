@@ -31,7 +31,13 @@ from ..utils._conversations import check_messages_column
 from ..utils._disk_cache import VectorCache, text_key
 from ..utils._loading import check_local_model_dir, model_max_length, not_found, torch_dtype
 from ..utils._optional import require
-from ..utils._validation import check_columns, check_dataframe, check_text_column, first_labels
+from ..utils._validation import (
+    check_columns,
+    check_dataframe,
+    check_text_column,
+    check_unicode,
+    first_labels,
+)
 from ..utils._warnings import warn_user
 
 
@@ -169,7 +175,12 @@ class BaseLMScorer(BaseModelTransformer):
                     units.append({"instruction": turn.user, "response": turn.reply or ""})
                     rows.append(pos)
             fields = [{f: u[f] for f in self._fields} for u in units]
-            return X, Units(fields, np.asarray(rows, dtype=np.intp), X.index, True)
+            rows = np.asarray(rows, dtype=np.intp)
+            for f in self._fields:  # the tokenizer would crash on them, after loading
+                check_unicode(
+                    [u[f] for u in fields], f"Column {self.messages_col!r}", X.index[rows]
+                )
+            return X, Units(fields, rows, X.index, True)
         texts = {f: check_text_column(X[c]) for f, c in self._field_columns().items()}
         fields = [{f: texts[f][i] for f in texts} for i in range(len(X))]
         return X, Units(fields, np.arange(len(X)), X.index, False)

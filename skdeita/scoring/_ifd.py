@@ -35,8 +35,6 @@ What differs, and why:
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pandas as pd
 
@@ -147,42 +145,68 @@ def encode_truncated(tokenizer, texts: list[str], limits: list[int], full=None):
     return out, cut
 
 
-def sequence_losses(lm, sequences: list[list[int]], starts: list[int], keep_logits: bool):
+# Positions whose logits are held at once in the split path (about 128 MB
+# of float32 logits for GPT-2's vocabulary).
+_LOGIT_ELEMENTS = 1 << 25
+
+
+def sequence_losses(lm, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
     """Mean cross-entropy of each sequence's tokens from ``starts[k]`` on.
 
     Token ``t`` is predicted from the logits at ``t - 1`` (``starts[k] >= 1``),
     as a causal LM's loss with the labels before ``starts[k]`` masked. The
-    batch is padded on the right; real tokens keep positions ``0 .. n - 1``
-    and never attend to padding, and each loss is taken over its own row.
+    batch is padded on the right with an attention mask; real tokens keep
+    positions ``0 .. n - 1`` (explicit position ids) and never attend to
+    padding, and each loss is taken over its own row's tokens only.
+
+    When the model's logits are its output layer applied to its base model's
+    hidden states (checked once per model, see :func:`_split_head`), only
+    the scored positions go through the output layer, a bounded number at a
+    time: no ``batch x width x vocabulary`` tensor.
     """
     torch = lm.torch
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    b, width = len(sequences), max(len(s) for s in sequences)
+    ids = torch.full((b, width), lm.pad_id, dtype=torch.long)
+    mask = torch.zeros((b, width), dtype=torch.long)
     for k, seq in enumerate(sequences):
         ids[k, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[k, : len(seq)] = 1
-    positions = torch.arange(width, dtype=torch.long).expand(len(sequences), width)
-    # Logits are needed from the earliest predicting position on.
-    offset = min(starts) - 1
-    kwargs = {"logits_to_keep": width - offset} if keep_logits and offset > 0 else {}
+    positions = torch.arange(width, dtype=torch.long).expand(b, width)
     ids, mask, positions = (t.to(lm.device) for t in (ids, mask, positions))
-    if not kwargs:
-        offset = 0
+    counts = [len(s) - st for s, st in zip(sequences, starts, strict=True)]
+    # (row, position) of every predicting position, row by row.
+    rows = torch.cat([torch.full((c,), k, dtype=torch.long) for k, c in enumerate(counts)])
+    cols = torch.cat(
+        [
+            torch.arange(st - 1, len(s) - 1, dtype=torch.long)
+            for s, st in zip(sequences, starts, strict=True)
+        ]
+    )
+    rows, cols = rows.to(lm.device), cols.to(lm.device)
+    targets = ids[rows, cols + 1]
+    split = _split_head(lm)
+    cross_entropy = torch.nn.functional.cross_entropy
     with torch.inference_mode():
-        logits = lm.model(
-            input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs
-        ).logits
-        losses = np.empty(len(sequences))
-        for k, (seq, start) in enumerate(zip(sequences, starts, strict=True)):
-            n = len(seq)
-            token_loss = torch.nn.functional.cross_entropy(
-                logits[k, start - 1 - offset : n - 1 - offset].float(),
-                ids[k, start:n],
-                reduction="none",
+        if split is None:
+            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+            token_loss = cross_entropy(logits[rows, cols].float(), targets, reduction="none")
+        else:
+            body, head = split
+            hidden = body(
+                input_ids=ids, attention_mask=mask, position_ids=positions
+            ).last_hidden_state[rows, cols]
+            step = max(1, _LOGIT_ELEMENTS // max(1, head.weight.shape[0]))
+            token_loss = torch.cat(
+                [
+                    cross_entropy(
+                        head(hidden[i : i + step]).float(), targets[i : i + step], reduction="none"
+                    )
+                    for i in range(0, len(targets), step)
+                ]
             )
-            losses[k] = token_loss.double().mean().item()
-    return losses
+    token_loss = token_loss.double().cpu().numpy()
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return np.add.reduceat(token_loss, bounds[:-1]) / np.asarray(counts, dtype=np.float64)
 
 
 class IFDScorer(BaseLMScorer):
@@ -445,16 +469,11 @@ class IFDScorer(BaseLMScorer):
                     sequences.append(seq)
                     starts.append(st)
                 unit_items[i, kind] = items[key]
-        keep_logits = _accepts_logits_to_keep(lm)
 
         def score(batch):
-            return sequence_losses(
-                lm, [sequences[k] for k in batch], [starts[k] for k in batch], keep_logits
-            )
+            return sequence_losses(lm, [sequences[k] for k in batch], [starts[k] for k in batch])
 
-        # Conditioned sequences (long prompt prefixes need no logits) sort
-        # apart from the alone ones, so their batches keep fewer logits.
-        lengths = [len(s) + (1 << 30) * (st > 1) for s, st in zip(sequences, starts, strict=True)]
+        lengths = [len(seq) for seq in sequences]
         losses, failed = run_batches(
             len(sequences), lengths, self.batch_size, score, self._progress(), "IFDScorer"
         )
@@ -519,13 +538,29 @@ class IFDScorer(BaseLMScorer):
         return out
 
 
-def _accepts_logits_to_keep(lm) -> bool:
-    """Whether the model's forward can skip the logits of unscored positions."""
-    flag = getattr(lm, "ifd_logits_to_keep", None)
-    if flag is None:
-        try:
-            flag = "logits_to_keep" in inspect.signature(lm.model.forward).parameters
-        except (TypeError, ValueError):
-            flag = False
-        lm.ifd_logits_to_keep = flag
-    return flag
+def _split_head(lm):
+    """``(base model, output layer)`` when the logits are exactly the output
+    layer applied to the base model's last hidden states, else None.
+
+    Checked once per loaded model on a short probe against the full forward
+    pass; a model that scales or caps its logits after the output layer (or
+    is built differently) uses the full forward pass.
+    """
+    if hasattr(lm, "ifd_split_head"):
+        return lm.ifd_split_head
+    torch = lm.torch
+    split = None
+    try:
+        body, head = lm.model.base_model, lm.model.get_output_embeddings()
+        if body is not lm.model and isinstance(head, torch.nn.Linear):
+            probe = lm.encode("Instruction-following difficulty: a short probe sentence.")
+            ids = torch.tensor([probe[:16] or [lm.pad_id]], dtype=torch.long, device=lm.device)
+            with torch.inference_mode():
+                full = lm.model(input_ids=ids).logits.float()
+                mine = head(body(input_ids=ids).last_hidden_state).float()
+            if mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-4, atol=1e-4):
+                split = (body, head)
+    except Exception:  # noqa: BLE001 - any failure just means: use the full forward pass
+        split = None
+    lm.ifd_split_head = split
+    return split

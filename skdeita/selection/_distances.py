@@ -43,6 +43,11 @@ SUPPORTED_METRICS = CDIST_METRICS | frozenset(_METRIC_ALIASES)
 # Upper bound on the float64 scratch matrix of one distance computation.
 MAX_SCRATCH_ELEMENTS = 4_000_000
 
+# Metrics whose value does not change when a row is scaled by a positive factor.
+_ROW_SCALE_FREE = frozenset({"cosine", "correlation", "jensenshannon"})
+# Metrics computed as the square root of a sum of squares (minkowski: p=2).
+_SQUARE_ROOTED = frozenset({"euclidean", "minkowski"})
+
 
 def resolve_metric(metric: str | Callable) -> str | Callable:
     """Map aliases (``"manhattan"``) to scipy names and reject unusable ones."""
@@ -91,16 +96,78 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric, unit_norm: bool) ->
     if metric == "cosine" and unit_norm:
         out = a @ b.T
         np.subtract(1.0, out, out=out)
+        # Rounding can push a duplicate's similarity past 1: a distance is >= 0
+        # (as scipy clips it), or threshold 0 would drop exact duplicates.
+        np.clip(out, 0.0, 2.0, out=out)
         return out
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = cdist(a, b, metric)
+    if metric in _ROW_SCALE_FREE:
+        # Their value ignores each row's scale, but scipy squares the norms:
+        # rows at 1e170 or 1e-170 are first brought near 1, exactly.
+        a, b = _power_of_two_scaled(a), _power_of_two_scaled(b)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        out = _cdist_checked(a, b, metric)
+    if metric in _SQUARE_ROOTED:
+        _refine_extreme_norms(a, b, out)
     if not np.isfinite(out).all():
         _raise_bad_distance(metric, out)
     return out
 
 
+def _cdist_checked(a, b, metric):
+    """``cdist``; a callable metric that fails is named in the error."""
+    if not callable(metric):
+        return cdist(a, b, metric)
+    try:
+        return cdist(a, b, metric)
+    except (TypeError, ValueError) as exc:
+        name = getattr(metric, "__name__", repr(metric))
+        raise ValueError(
+            f"distance_metric={name} failed on finite embeddings ({exc}); a metric must "
+            "return one float for every pair of 1-D float64 rows."
+        ) from exc
+
+
+def _power_of_two_scaled(rows: np.ndarray) -> np.ndarray:
+    """``rows``, with each row whose largest entry is beyond 2**+-500 scaled by a
+    power of two (exact) so that its largest entry is in [0.5, 1)."""
+    big = np.abs(rows).max(axis=1) if rows.size else np.zeros(len(rows))
+    extreme = (big > 0) & ((big < 2.0**-500) | (big > 2.0**500))
+    if not extreme.any():
+        return rows
+    rows = rows.copy()
+    _, exponent = np.frexp(big[extreme])
+    rows[extreme] = np.ldexp(rows[extreme], -exponent[:, None])
+    return rows
+
+
+def _refine_extreme_norms(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """Recompute, in place, Euclidean distances whose squares under/overflowed.
+
+    ``sqrt(sum(diff**2))`` loses every digit when the differences are below
+    about 1e-154 (the squares underflow: rows at 1e-170 all look identical)
+    and overflows above about 1e154 although the distance is finite. Those
+    pairs are recomputed as ``m * ||diff / m||`` with ``m = max|diff|``.
+    """
+    rows, cols = np.nonzero((out < 2.0**-480) | np.isinf(out))
+    step = max(1, MAX_SCRATCH_ELEMENTS // max(1, a.shape[1]))
+    for start in range(0, len(rows), step):
+        r, c = rows[start : start + step], cols[start : start + step]
+        with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+            diff = a[r] - b[c]  # inf only when the distance itself overflows
+            m = np.abs(diff).max(axis=1)
+            d = m * np.linalg.norm(diff / np.where(m > 0, m, 1.0)[:, None], axis=1)
+        d[np.isinf(m)] = np.inf
+        out[r, c] = d
+
+
 def _raise_bad_distance(metric, d: np.ndarray) -> None:
     name = getattr(metric, "__name__", repr(metric))
+    if metric == "jensenshannon":
+        raise ValueError(
+            "distance_metric='jensenshannon' compares probability distributions: every "
+            "embedding must be non-negative with a positive sum. Use 'cosine' for "
+            "signed embeddings."
+        )
     if np.isnan(d).any():
         raise ValueError(
             f"distance_metric={name} returned NaN for finite embeddings; a metric must "
@@ -164,7 +231,7 @@ def _screened_cosine_min(block, block32, others, skip=None) -> np.ndarray:
         tie_rows, tie_cols = np.nonzero(near[ties])
         rows = np.concatenate([rows, ties[tie_rows]])
         cols = np.concatenate([cols, tie_cols])
-    exact = 1.0 - np.einsum("ij,ij->i", block[rows], others[cols])
+    exact = np.clip(1.0 - np.einsum("ij,ij->i", block[rows], others[cols]), 0.0, 2.0)
     exact[np.isneginf(sims[rows, cols])] = np.inf  # only excluded pairs left
     out = np.full(block.shape[0], np.inf)
     np.minimum.at(out, rows, exact)

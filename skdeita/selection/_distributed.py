@@ -40,7 +40,7 @@ depend on how the rows are grouped, and each pair's distance is computed by
 the same code on the same float64 rows, so the result equals pandas'.
 
 Settings (``dask.config``, all optional): ``skdeita.selection.block-bytes``
-(default 8 MiB), ``skdeita.selection.stage-bytes`` (default 1 GiB),
+(default 4 MiB), ``skdeita.selection.stage-bytes`` (default 1 GiB),
 ``skdeita.selection.persist`` (``"auto"``: persist an input that runs a
 skdeita model, so the model runs once, and the projected input of
 ``neighbors="dataset"``, which is read once per candidate block; True;
@@ -90,7 +90,7 @@ from ._greedy import (
 )
 from ._scores import compute_deita_scores
 
-_DEFAULTS = {"block-bytes": 8 * 2**20, "stage-bytes": 2**30, "persist": "auto"}
+_DEFAULTS = {"block-bytes": 4 * 2**20, "stage-bytes": 2**30, "persist": "auto"}
 _LOOKAHEAD = 2  # blocks prepared on the cluster ahead of the walk
 
 
@@ -242,18 +242,20 @@ def _labels_task(frame, q: int, n_rows: int, rows: np.ndarray) -> pd.Index:
     return frame.index[rows]
 
 
-def _with_scores(frame: pd.DataFrame, spec: _Spec, scores, distances) -> pd.DataFrame:
-    computed = spec.scores(frame).computed_with
-    frame["deita_score"] = scores
-    frame["deita_score_computed_with"] = pd.Series(computed, dtype=object).values
+def _with_scores(frame: pd.DataFrame, spec: _Spec, distances) -> pd.DataFrame:
+    # Scores are computed row by row: those of these rows equal those the
+    # selection used, bit for bit.
+    scores = spec.scores(frame)
+    frame["deita_score"] = scores.scores
+    frame["deita_score_computed_with"] = pd.Series(scores.computed_with, dtype=object).values
     frame["nearest_neighbor_distance"] = distances
     return frame
 
 
-def _subset_task(frames: list, picks: list, spec: _Spec, scores, distances, meta):
+def _subset_task(frames: list, picks: list, spec: _Spec, distances, meta):
     """One output partition: kept rows of several input partitions, in selection order."""
     if not frames:
-        return _with_scores(meta.iloc[:0].copy(), spec, scores, distances)
+        return _with_scores(meta.iloc[:0].copy(), spec, distances)
     pieces, dest = [], []
     for frame, (q, n_rows, rows, at) in zip(frames, picks, strict=True):
         _check_length(frame, n_rows, q)
@@ -261,7 +263,7 @@ def _subset_task(frames: list, picks: list, spec: _Spec, scores, distances, meta
         dest.append(at)
     out = pd.concat(pieces) if len(pieces) > 1 else pieces[0]
     out = out.iloc[np.argsort(np.concatenate(dest), kind="stable")].copy()
-    return _with_scores(out, spec, scores, distances)
+    return _with_scores(out, spec, distances)
 
 
 def _annotate_task(frame, spec: _Spec, q: int, n_rows: int, visited, distances, kept, ranks):
@@ -346,12 +348,20 @@ class _Blocks:
 
     def __init__(self, runner, parts, spec, layout, order, scores, dim, budget):
         self.runner, self.parts, self.spec, self.layout = runner, parts, spec, layout
-        self.order, self.scores, self.dim = order, scores, dim
+        self.order, self.dim = order, dim
         row_bytes = 4 * max(dim, 1)  # float32 embeddings; float64 ones take twice this
-        self.block_rows = max(1024, _setting("block-bytes") // row_bytes)
-        self.max_stage = max(self.block_rows, _setting("stage-bytes") // row_bytes)
-        self.stage_rows = min(self.max_stage, max(self.block_rows, 2 * budget))
+        self.block_rows = max(1, _setting("block-bytes") // row_bytes)
+        # Stages: from about twice the budget, x4 each time, up to stage-bytes.
         self.n = len(order)
+        max_stage = max(self.block_rows, _setting("stage-bytes") // row_bytes)
+        size, start, self.bounds = min(max_stage, max(self.block_rows, 2 * budget)), 0, []
+        while start < self.n:
+            end = min(self.n, start + size)
+            # A stage is named by the keys of its first row and of the next
+            # stage's first row; computed now, so the scores can be dropped.
+            self.bounds.append((start, end, self._key(start, scores), self._key(end, scores)))
+            start, size = end, min(max_stage, 4 * size)
+        self.bounds.reverse()
         self.submitted = 0  # ranks [0, submitted) have a block task
         self.stage_end = 0
         self.pieces: dict = {}
@@ -370,25 +380,23 @@ class _Blocks:
         self.pending.clear()
         self.pieces = {}
 
-    def _key(self, rank: int):
+    def _key(self, rank: int, scores: np.ndarray):
+        """``(-score, partition, row)`` of the row at ``rank`` (None: past the end)."""
         if rank >= self.n:
             return None
         g = int(self.order[rank])
         q = int(self.layout.partition_of(g))
-        return (float(-self.scores[g]), q, g - int(self.layout.starts[q]))
+        return (float(-scores[g]), q, g - int(self.layout.starts[q]))
 
     def _new_stage(self) -> None:
         from dask import delayed
 
-        start = self.stage_end
-        if self.n_stages:
-            self.stage_rows = min(self.max_stage, 4 * self.stage_rows)
-        end = min(self.n, start + self.stage_rows)
+        start, end, lo, hi = self.bounds.pop()
+        assert start == self.stage_end
         counts = np.zeros(len(self.layout.lengths), dtype=np.int64)
         for s in range(start, end, 1 << 16):  # bounded scratch
             part = self.layout.partition_of(self.order[s : min(end, s + (1 << 16))])
             counts += np.bincount(part, minlength=len(counts))
-        lo, hi = self._key(start), self._key(end)
         nonzero = np.flatnonzero(counts)
         lengths = self.layout.lengths
         tasks = [
@@ -464,6 +472,9 @@ class _StreamedRows:
             self.segments.popleft()
         end = p + k
         while not self.segments or self.segments[-1][0] + len(self.segments[-1][1]) < end:
+            if self.segments:  # keep a copy of the (< k) rows still needed, free the blocks
+                left = [rows[max(0, p - first) :] for first, rows in self.segments]
+                self.segments = deque([(p, np.concatenate(left))])
             self.segments.append(self.blocks.next())
         out = np.empty((k, self.dim), dtype=np.float64)
         for first, rows in self.segments:
@@ -506,7 +517,6 @@ class _Plan:
     w_parts: list
     spec: _Spec
     layout: _Layout
-    scores: np.ndarray
     order: np.ndarray  # walk order of the scored rows
     selected: np.ndarray  # global positions, selection order
     distances: np.ndarray  # by rank, for the visited rows
@@ -533,22 +543,26 @@ def _check_meta(selector, X):
 
 
 def _partitions(X, spec: _Spec, persist, dataset: bool):
-    """The input and its projection, as aligned lists of delayed partitions."""
-    if persist is True or (persist == "auto" and runs_skdeita_model(X)):
-        X = X.persist()
+    """The input's partitions, whole and projected to the columns the passes
+    read, as aligned lists (delayed objects, or futures when persisted: the
+    tasks that use them hold them, so the lazy output keeps them alive)."""
+    from dask import delayed
+
+    runner = _Runner()
     x_parts = X.to_delayed()
-    work = X[spec.columns]
-    if len(work.to_delayed()) != len(x_parts):
+    if persist is True or (persist == "auto" and runs_skdeita_model(X)):
+        # Computing X runs a model: compute it once, keep it on the cluster.
+        x_parts = runner.keep(x_parts)
+        return x_parts, x_parts
+    w_parts = X[spec.columns].to_delayed()
+    if len(w_parts) != len(x_parts):
         # The optimizer merged partitions of the narrow read (dask-expr does this
         # when few columns are read): project inside the tasks instead, so that
         # every pass sees the same partitions.
-        work = X.map_partitions(operator.getitem, spec.columns, meta=X._meta[spec.columns])
+        w_parts = [delayed(operator.getitem)(p, spec.columns) for p in x_parts]
     if persist == "auto" and dataset:
-        work = work.persist()
-    w_parts = work.to_delayed()
-    if len(w_parts) != len(x_parts):
-        raise RuntimeError("the Dask DataFrame's partitions changed between two views of it")
-    return X, x_parts, w_parts
+        w_parts = runner.keep(w_parts)  # read once per candidate block
+    return x_parts, w_parts
 
 
 def _gather_scores(selector, runner, w_parts, spec):
@@ -601,13 +615,15 @@ def select(selector, X) -> _Plan:
         direction,
     )
     dataset = selector.neighbors == "dataset"
-    X, x_parts, w_parts = _partitions(X, spec, _setting("persist"), dataset)
+    x_parts, w_parts = _partitions(X, spec, _setting("persist"), dataset)
     runner = _Runner()
     layout, scores, dim = _gather_scores(selector, runner, w_parts, spec)
     budget = resolve_budget(selector.data_budget, layout.n)
-    order = score_order(scores)
-    order = order[: int(np.count_nonzero(~np.isnan(scores)))]
+    order = score_order(scores)[: int(np.count_nonzero(~np.isnan(scores)))]
+    if layout.n < 2**31:
+        order = order.astype(np.int32)  # 4 bytes a row on the client
     blocks = _Blocks(runner, w_parts, spec, layout, order, scores, dim, budget)
+    del scores  # the outputs recompute their rows' scores where the rows are
     source = _StreamedRows(blocks, order, dim, bool(selector.normalize_embeddings))
     ref = _reference_rows(reference, source, direction, False)
     distances = _Distances(order)
@@ -640,7 +656,7 @@ def select(selector, X) -> _Plan:
             BudgetNotReachedWarning,
         )
     return _Plan(
-        X, x_parts, w_parts, spec, layout, scores, order, selected, distances.by_rank(),
+        X, x_parts, w_parts, spec, layout, order, selected, distances.by_rank(),
         n_visited, budget, len(selected) >= budget,
     )  # fmt: skip
 
@@ -724,10 +740,9 @@ def _kept_distances(plan: _Plan) -> np.ndarray:
 
 def subset_output(plan: _Plan):
     """The kept rows in selection order, as a lazy Dask DataFrame."""
-    import dask.dataframe as dd
     from dask import delayed
 
-    meta = _subset_task([], [], plan.spec, np.empty(0), np.empty(0), plan.X._meta)
+    meta = _subset_task([], [], plan.spec, np.empty(0), plan.X._meta)
     kept, layout = plan.selected, plan.layout
     per_part = max(1, math.ceil(layout.n / max(1, len(layout.lengths))))
     distances = _kept_distances(plan)
@@ -739,15 +754,14 @@ def subset_output(plan: _Plan):
         picks = [(q, int(layout.lengths[q]), rows, at) for q, rows, at in groups]
         tasks.append(
             delayed(_subset_task, pure=False)(
-                frames, picks, plan.spec, plan.scores[chunk], distances[s : s + per_part], meta
+                frames, picks, plan.spec, distances[s : s + per_part], meta
             )
         )
-    return dd.from_delayed(tasks, meta=meta, verify_meta=False)
+    return _from_delayed(tasks, meta, None)
 
 
 def annotate_output(plan: _Plan):
     """Every row in input order, annotated, as a lazy Dask DataFrame (same partitions)."""
-    import dask.dataframe as dd
     from dask import delayed
 
     empty = np.empty(0, dtype=np.int64)
@@ -765,7 +779,17 @@ def annotate_output(plan: _Plan):
                 k_rows, k_at + 1,
             )
         )  # fmt: skip
-    return dd.from_delayed(tasks, meta=meta, divisions=plan.X.divisions, verify_meta=False)
+    return _from_delayed(tasks, meta, plan.X.divisions)
+
+
+def _from_delayed(tasks: list, meta: pd.DataFrame, divisions):
+    """A Dask DataFrame of our partitions, as they are: Dask's string conversion
+    would turn the vector and list columns into their printed text."""
+    import dask
+    import dask.dataframe as dd
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed(tasks, meta=meta, divisions=divisions, verify_meta=False)
 
 
 # -- what DeitaSelector calls ------------------------------------------------------------

@@ -17,15 +17,17 @@ and no n x n matrix is ever allocated.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, validate_params
 
 from ..utils._progress import progress_bar
-from ..utils._validation import check_embedding_rows
+from ..utils._validation import check_embedding_rows, first_labels, is_missing
 from ._distances import (
     MAX_SCRATCH_ELEMENTS,
     SUPPORTED_METRICS,
@@ -128,11 +130,19 @@ def resolve_budget(data_budget: int | float | None, n: int) -> int:
         return n
     if isinstance(data_budget, Integral):
         return int(data_budget)
-    return int(np.ceil(float(data_budget) * n))
+    # The fraction as written (0.07, not 0.07000000000000000666): 0.07 of 100
+    # rows is 7, where the float product 7.000000000000001 would round up to 8.
+    return math.ceil(Fraction(str(float(data_budget))) * n)
 
 
 def check_threshold(diversity_threshold: float) -> float:
-    """The constraints admit inf (an open interval); a threshold must be finite."""
+    """The constraints admit inf (an open interval) and booleans; a threshold
+    must be a finite number."""
+    if isinstance(diversity_threshold, bool | np.bool_):
+        raise TypeError(
+            f"diversity_threshold={diversity_threshold!r}: a boolean is not a distance; "
+            "pass a finite number >= 0."
+        )
     if not np.isfinite(diversity_threshold):
         raise ValueError(
             f"diversity_threshold must be a finite distance >= 0, got {diversity_threshold!r}."
@@ -145,20 +155,51 @@ def score_order(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
+# Integers above this lose their last digits in float64: two different
+# scores could compare equal (or in the wrong order).
+MAX_EXACT_INTEGER = 2**53
+
+
 def check_scores(scores, n: int, name: str = "scores", labels=None) -> np.ndarray:
-    """Finite float64 scores, one per row."""
-    try:
-        arr = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numbers, one per row.") from None
-    if arr.ndim != 1 or arr.shape[0] != n:
-        raise ValueError(f"{name} must be 1-D with one value per row ({n}), got shape {arr.shape}.")
+    """Finite float64 scores, one per row: real numbers, not text or booleans."""
+    raw = np.asarray(scores)
+    if raw.ndim != 1 or raw.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D with one value per row ({n}), got shape {raw.shape}.")
+    where = "positions" if labels is None else "rows"
+    labels = np.arange(n) if labels is None else labels
+    if raw.dtype.kind == "O":  # a list of Python objects, or a nullable pandas column
+        cells = raw.tolist()
+        bad = np.array([not (is_missing(v) or _is_real(v)) for v in cells], dtype=bool)
+        if bad.any():
+            first = cells[int(np.flatnonzero(bad)[0])]
+            raise TypeError(
+                f"{name} must be real numbers, one per row; found {type(first).__name__} "
+                f"{first!r} at {where} {first_labels(labels, bad)}."
+            )
+        arr = np.array([np.nan if is_missing(v) else float(v) for v in cells], dtype=np.float64)
+        inexact = np.array([isinstance(v, Integral) and abs(v) > MAX_EXACT_INTEGER for v in cells])
+    elif raw.dtype.kind in "fiu":
+        arr = raw.astype(np.float64)
+        integers = raw.dtype.kind in "iu"
+        inexact = (raw > MAX_EXACT_INTEGER) | (raw < -MAX_EXACT_INTEGER) if integers else None
+    else:
+        raise TypeError(f"{name} must be real numbers, one per row; got dtype {raw.dtype}.")
+    if inexact is not None and inexact.any():
+        raise ValueError(
+            f"{name} holds integers beyond 2**53 at {where} {first_labels(labels, inexact)}: "
+            "float64 cannot tell such scores apart, so their order would be lost. Rescale them."
+        )
     bad = ~np.isfinite(arr)
     if bad.any():
-        where = np.flatnonzero(bad)[:10]
-        rows = where.tolist() if labels is None else [labels[i] for i in where]
-        raise ValueError(f"{name} must be finite; NaN or inf at rows {rows}.")
+        raise ValueError(
+            f"{name} must be finite; NaN or inf at {where} {first_labels(labels, bad)}."
+        )
     return arr
+
+
+def _is_real(value) -> bool:
+    """A real number that is not a boolean (``True`` is not a score)."""
+    return isinstance(value, Real) and not isinstance(value, bool | np.bool_)
 
 
 @validate_params(

@@ -15,6 +15,9 @@ import pandas as pd
 
 from ..utils._validation import first_labels, is_missing
 
+# Integers above this lose their last digits in float64.
+MAX_EXACT_INTEGER = 2**53
+
 
 @dataclass(frozen=True)
 class DeitaScores:
@@ -36,12 +39,18 @@ def _cell_value(value, col: str, label):
     if isinstance(value, bool | np.bool_):
         raise TypeError(f"Column {col!r} holds a boolean at row {label!r}; expected a number.")
     if isinstance(value, int | float | np.integer | np.floating):
+        if isinstance(value, int | np.integer) and abs(int(value)) > MAX_EXACT_INTEGER:
+            raise ValueError(
+                f"Column {col!r} holds an integer beyond 2**53 at row {label!r}: float64 "
+                "cannot tell such scores apart. Rescale the column."
+            )
         if np.isinf(value):
             raise ValueError(f"Column {col!r} holds inf at row {label!r}.")
         return float(value)
     if isinstance(value, list | tuple | np.ndarray):
-        try:
-            turns = np.asarray(value, dtype=np.float64)
+        try:  # numbers only: float64 would turn "4" into 4.0 and True into 1.0
+            turns = np.asarray(value)
+            turns = turns.astype(np.float64) if turns.dtype.kind in "fiu" else None
         except (TypeError, ValueError):
             turns = None
         if turns is None or turns.ndim != 1 or len(turns) == 0 or not np.isfinite(turns).all():
@@ -65,9 +74,23 @@ def _numeric(series: pd.Series) -> np.ndarray | None:
         )
     if pd.api.types.is_bool_dtype(series.dtype):
         raise TypeError(f"Column {series.name!r} is boolean; expected numeric scores.")
+    if pd.api.types.is_complex_dtype(series.dtype):
+        raise TypeError(f"Column {series.name!r} is complex; expected real scores.")
     if pd.api.types.is_numeric_dtype(series.dtype):
+        if pd.api.types.is_integer_dtype(series.dtype):
+            ints = series.to_numpy(getattr(series.dtype, "numpy_dtype", None), na_value=0)
+            _check_exact((ints > MAX_EXACT_INTEGER) | (ints < -MAX_EXACT_INTEGER), series)
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     return None
+
+
+def _check_exact(inexact: np.ndarray, series: pd.Series) -> None:
+    if inexact.any():
+        raise ValueError(
+            f"Column {series.name!r} holds integers beyond 2**53 at rows "
+            f"{first_labels(series.index, inexact)}: float64 cannot tell such scores "
+            "apart, so their order would be lost. Rescale the column."
+        )
 
 
 def _check_finite(values: np.ndarray, series: pd.Series) -> None:

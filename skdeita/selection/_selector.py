@@ -275,21 +275,6 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             normalize_embeddings=self.normalize_embeddings,
         )
 
-    def get_feature_names_out(self, input_features=None) -> np.ndarray:
-        """Column names of the output of :meth:`transform`.
-
-        Parameters
-        ----------
-        input_features : array-like of str or None, default=None
-            Input column names; default: those seen in ``fit``.
-
-        Returns
-        -------
-        feature_names_out : ndarray of str
-            Input columns followed by the columns this selector adds.
-        """
-        return self._names_out(input_features, self._added_columns())
-
     # -- implementation --------------------------------------------------------
 
     def _fit(self, X):
@@ -382,7 +367,12 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         if ref is None:
             return None
         if isinstance(ref, pd.DataFrame):
-            check_columns(ref, {"embedding_col (in reference)": self.embedding_col})
+            if self.embedding_col not in ref.columns:
+                raise ValueError(
+                    f"reference has no column {self.embedding_col!r} (embedding_col); its "
+                    f"columns: {[str(c) for c in ref.columns]}. Pass the curated rows' "
+                    "embeddings, or a DataFrame that holds them in embedding_col."
+                )
             return check_embedding_rows(
                 ref[self.embedding_col],
                 need_direction=direction,

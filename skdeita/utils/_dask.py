@@ -108,13 +108,13 @@ def _without_model(estimator):
     return est
 
 
-def _describe(estimator, frame: pd.DataFrame):
+def _describe(estimator, meta):
     """Run on a worker: load the model, set the fitted attributes, and compute
     the added columns of an empty batch (their dtypes, for ``meta``)."""
     est = copy.copy(estimator)
     est._on_fit()
     fitted = {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
-    _, prepared = est._check_input(frame.iloc[:0])
+    _, prepared = est._check_input(meta.iloc[:0])
     empty = est._compute(est._get_model(), prepared)
     return fitted, empty
 
@@ -130,7 +130,7 @@ def fit_model_transformer(estimator, X):
     """``fit`` on a Dask collection: columns from ``_meta``, the model on a worker."""
     check_dask_frame(X, type(estimator).__name__, series_ok=True)
     frame, _ = estimator._check_input(X._meta)
-    fitted, empty = _run_task(_describe, _without_model(estimator), frame)
+    fitted, empty = _run_task(_describe, _without_model(estimator), X._meta)
     for name, value in fitted.items():
         setattr(estimator, name, value)
     estimator._record_columns(frame)
@@ -138,7 +138,7 @@ def fit_model_transformer(estimator, X):
     return estimator
 
 
-def _empty_columns(estimator, frame: pd.DataFrame) -> dict:
+def _empty_columns(estimator, meta) -> dict:
     """The added columns of an empty batch: from a Dask fit, from a model
     already loaded here (a pandas fit), or from one task on the cluster."""
     empty = getattr(estimator, "_dask_empty_columns", None)
@@ -146,10 +146,10 @@ def _empty_columns(estimator, frame: pd.DataFrame) -> dict:
         return empty
     model = getattr(estimator, "_model", None)
     if model is not None:
-        _, prepared = estimator._check_input(frame.iloc[:0])
+        _, prepared = estimator._check_input(meta.iloc[:0])
         empty = estimator._compute(model, prepared)
     else:
-        _, empty = _run_task(_describe, _without_model(estimator), frame)
+        _, empty = _run_task(_describe, _without_model(estimator), meta)
     estimator._dask_empty_columns = empty
     return empty
 
@@ -163,7 +163,7 @@ def transform_model_transformer(estimator, X):
     """``transform`` on a Dask collection: lazy, one task per partition."""
     check_dask_frame(X, type(estimator).__name__, series_ok=True)
     frame, _ = estimator._check_input(X._meta)
-    meta = estimator._output(frame.iloc[:0], _empty_columns(estimator, frame))
+    meta = estimator._output(frame.iloc[:0], _empty_columns(estimator, X._meta))
     name = f"skdeita-{type(estimator).__name__.lower()}"
     return X.map_partitions(
         _transform_partition,

@@ -103,32 +103,80 @@ def check_text_column(series: pd.Series, on_missing: str = "raise") -> list[str]
 def template_fields(template: str, param: str = "template") -> list[str]:
     """The named fields of a ``str.format`` template, in order, each once.
 
-    A malformed template (an unclosed ``{``, a stray ``}``) or a positional
-    field raises a ValueError naming the parameter and the position.
+    A malformed template (an unclosed ``{``, a stray ``}``), a positional
+    field (``{}``, ``{0}``), or a field that is more than a column name (a
+    format spec ``{a:>10}``, a conversion ``{a!r}``, an attribute or index
+    ``{a.b}``, ``{a[0]}``) raises a ValueError naming the parameter and the
+    position of the offending brace.
     """
-    fields = []
+    starts = _field_starts(template)
+    fields: list[str] = []
+    seen = 0
     try:
-        parsed = list(string.Formatter().parse(template))
+        for _, field, spec, conversion in string.Formatter().parse(template):
+            if field is None:
+                continue
+            at = starts[seen] if seen < len(starts) else 0
+            seen += 1
+            if not field.strip() or field.isdigit():
+                raise ValueError(
+                    f"{param}={template!r} has a positional field {{{field}}} at position "
+                    f"{at}; name a column, as in {{instruction}}."
+                )
+            if spec or conversion is not None or "." in field or "[" in field:
+                raise ValueError(
+                    f"{param}={template!r} has the field {_field_text(template, at)} at "
+                    f"position {at}: a field must be a bare column name such as "
+                    "{instruction}, with no format spec (:), conversion (!) or attribute "
+                    "or index (. or [)."
+                )
+            fields.append(field)
     except ValueError as exc:
+        if str(exc).startswith(param + "="):
+            raise
+        at = _bad_brace_position(template)
+        if at is None:  # the braces pair up: the field after the parsed ones is bad
+            at = starts[seen] if seen < len(starts) else 0
         raise ValueError(
             f"{param}={template!r} is not a valid format string ({exc}) at position "
-            f"{_bad_brace_position(template)}; write a literal brace as '{{{{' or '}}}}'."
+            f"{at}; write a literal brace as '{{{{' or '}}}}'."
         ) from None
-    for _, field, _, _ in parsed:
-        if field is None:
-            continue
-        if not field or field.isdigit():
-            raise ValueError(
-                f"{param}={template!r} must name columns as {{column}} fields; "
-                "positional fields like {} or {0} are not allowed."
-            )
-        fields.append(field)
     return list(dict.fromkeys(fields))
 
 
-def _bad_brace_position(template: str) -> int:
-    """Index of the first brace that makes ``template`` malformed."""
-    i, open_at = 0, None
+def _field_starts(template: str) -> list[int]:
+    """Index of the opening brace of each replacement field (nested ones skipped)."""
+    starts, i, n = [], 0, len(template)
+    while i < n:
+        if template.startswith(("{{", "}}"), i):
+            i += 2
+            continue
+        if template[i] == "{":
+            starts.append(i)
+            depth = 0
+            while i < n:
+                depth += {"{": 1, "}": -1}.get(template[i], 0)
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        i += 1
+    return starts
+
+
+def _field_text(template: str, at: int) -> str:
+    """The replacement field that opens at ``at``, braces included."""
+    depth = 0
+    for j in range(at, len(template)):
+        depth += {"{": 1, "}": -1}.get(template[j], 0)
+        if depth == 0:
+            return template[at : j + 1]
+    return template[at:]
+
+
+def _bad_brace_position(template: str) -> int | None:
+    """Index of the first brace that makes ``template`` malformed (None: they pair up)."""
+    i, open_at, depth = 0, None, 0
     while i < len(template):
         c = template[i]
         if open_at is None:
@@ -138,11 +186,47 @@ def _bad_brace_position(template: str) -> int:
             if c == "}":
                 return i
             if c == "{":
-                open_at = i
+                open_at, depth = i, 1
+        elif c == "{":
+            depth += 1
         elif c == "}":
-            open_at = None
+            depth -= 1
+            if depth == 0:
+                open_at = None
         i += 1
-    return open_at if open_at is not None else len(template)
+    return open_at
+
+
+def check_device(device, param: str = "device") -> None:
+    """A device a model can be put on, checked before any model loads.
+
+    ``torch.device`` parses the name; CUDA and MPS must be present (torch
+    would otherwise fail only after the weights are read, with an
+    ``AssertionError``).
+    """
+    if device is None:
+        return
+    try:
+        import torch
+    except ImportError:
+        return  # the model loader names the missing extra
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(
+            f"{param}={device!r} is not a device; use cpu, cuda, cuda:N or mps."
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{param}={device!r}: no CUDA device is available here; use cpu.")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(
+                f"{param}={device!r}: this machine has {count} CUDA device(s), "
+                f"cuda:0 to cuda:{count - 1}."
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{param}={device!r}: MPS is not available here; use cpu.")
 
 
 def _cell_length(cell) -> int | None:
@@ -172,6 +256,8 @@ def check_embedding_rows(rows, *, need_direction: bool, name: str, labels=None):
     where = "positions" if labels is None else "rows"
     if isinstance(rows, pd.Series):
         rows = rows.tolist()
+    elif isinstance(rows, pd.DataFrame):  # one numeric column per dimension
+        rows = rows.to_numpy()
     if isinstance(rows, np.ndarray) and rows.dtype != object:
         if rows.ndim != 2:
             raise ValueError(
@@ -189,7 +275,9 @@ def check_embedding_rows(rows, *, need_direction: bool, name: str, labels=None):
         n = len(rows)
         labels = np.arange(n) if labels is None else labels
         _check_cells(rows, name, labels, where)
-        blocks = ((s, _stack(rows[s : s + _CHUNK], name, labels[s:])) for s in range(0, n, _CHUNK))
+        blocks = (
+            (s, _stack(rows[s : s + _CHUNK], name, labels[s:], where)) for s in range(0, n, _CHUNK)
+        )
     for start, block in blocks:
         block_labels = labels[start : start + len(block)]
         finite = np.isfinite(block).all(axis=1)
@@ -230,29 +318,35 @@ def _check_cells(cells: list, name: str, labels, where: str) -> None:
     if len(cells):
         ragged = lengths != lengths[0]
         if ragged.any():
+            first = first_labels(labels, np.arange(len(cells)) == 0)[0]
             raise ValueError(
-                f"{name} has vectors of different lengths (ragged): row {labels[0]!r} has "
-                f"{lengths[0]}, rows {first_labels(labels, ragged)} differ."
+                f"{name} has vectors of different lengths (ragged): {where[:-1]} {first!r} "
+                f"has {lengths[0]}, {where} {first_labels(labels, ragged)} differ."
             )
         if lengths[0] == 0:
             raise ValueError(
-                f"{name} holds empty vectors at rows {first_labels(labels, lengths == 0)}."
+                f"{name} holds empty vectors at {where} {first_labels(labels, lengths == 0)}."
             )
 
 
-def _stack(block: list, name: str, labels) -> np.ndarray:
+def _stack(block: list, name: str, labels, where: str = "rows") -> np.ndarray:
+    """The cells as a float64 matrix; text, booleans, None or complex numbers
+    in a vector are an error (float64 would turn "1" into 1.0, True into 1.0)."""
     try:
-        return np.array(block, dtype=np.float64)
+        stacked = np.array(block)
     except (TypeError, ValueError):
-        bad = np.array([_is_non_numeric(c) for c in block])
+        stacked = None
+    if stacked is None or stacked.dtype.kind not in "fiu" or stacked.ndim != 2:
+        bad = np.array([_is_non_numeric(c) for c in block], dtype=bool)
         raise TypeError(
-            f"{name} holds non-numeric vectors at rows {first_labels(labels, bad)}."
+            f"{name} holds non-numeric vectors at {where} {first_labels(labels, bad)} "
+            "(text, booleans, None or complex numbers); a vector must hold real numbers."
         ) from None
+    return stacked.astype(np.float64, copy=False)
 
 
 def _is_non_numeric(cell) -> bool:
     try:
-        np.asarray(cell, dtype=np.float64)
+        return np.asarray(cell).dtype.kind not in "fiu"
     except (TypeError, ValueError):
         return True
-    return False

@@ -16,15 +16,9 @@ pytestmark = pytest.mark.scoring
 pytest.importorskip("sentence_transformers")
 
 
-@pytest.fixture(scope="module")
-def scorers(tmp_path_factory):
-    from skdeita._testing import make_tiny_llama_scorer
-
-    root = tmp_path_factory.mktemp("scorers")
-    return (
-        str(make_tiny_llama_scorer(root / "complexity", seed=0)),
-        str(make_tiny_llama_scorer(root / "quality", seed=1)),
-    )
+@pytest.fixture
+def scorers(tiny_scorer_pair):
+    return tiny_scorer_pair
 
 
 @pytest.fixture

@@ -172,6 +172,17 @@ def penalty_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sampling_dir(complexity_dir, tmp_path_factory) -> Path:
+    """The complexity scorer with a sampling generation config (temperature, top-k)."""
+    dest = tmp_path_factory.mktemp("deita-sampling") / "model"
+    shutil.copytree(complexity_dir, dest)
+    config = json.loads((dest / "generation_config.json").read_text())
+    config.update({"do_sample": True, "temperature": 0.5, "top_k": 200})
+    (dest / "generation_config.json").write_text(json.dumps(config))
+    return dest
+
+
+@pytest.fixture(scope="session")
 def no_digit_dir(complexity_dir, tmp_path_factory) -> Path:
     """The complexity scorer with the token "3" renamed away in its vocabulary."""
     dest = tmp_path_factory.mktemp("deita-no-digit") / "model"
@@ -218,26 +229,31 @@ def quality_out(quality_dir) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def counting_generate(scorer):
-    """Count the calls of the loaded model's ``generate`` (and the rows they score)."""
-    lm = scorer._get_model()
-    original = lm.model.generate
-    calls = []
+def counting_model_runs(scorer):
+    """Batch sizes of every run of the loaded model's transformer body.
 
-    def wrapper(*args, **kwargs):
+    A forward pre-hook on the decoder (``model.get_decoder()``) sees every
+    forward, whether the scorer goes through ``generate`` or calls the model
+    directly; an empty list means the model did not run.
+    """
+    decoder = scorer._get_model().model.get_decoder()
+    runs: list[int] = []
+
+    def hook(module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
-        calls.append(int(ids.shape[0]))
-        return original(*args, **kwargs)
+        if ids is None:
+            ids = kwargs["inputs_embeds"]
+        runs.append(int(ids.shape[0]))
 
-    lm.model.generate = wrapper
+    handle = decoder.register_forward_pre_hook(hook, with_kwargs=True)
     try:
-        yield calls
+        yield runs
     finally:
-        del lm.model.generate
+        handle.remove()
 
 
 @pytest.fixture
-def record_loads(monkeypatch):
+def loads(monkeypatch):
     """Wrap both transformers loaders: record the kwargs of every call."""
     calls = {"tokenizer": [], "model": []}
     tok_load = transformers.AutoTokenizer.from_pretrained
@@ -253,8 +269,14 @@ def record_loads(monkeypatch):
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", tok_wrapper)
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", model_wrapper)
+    return calls
+
+
+@pytest.fixture
+def record_loads(loads):
+    """``loads``, with the process-wide model cache emptied before and after."""
     _model_cache.clear_model_cache()
-    yield calls
+    yield loads
     _model_cache.clear_model_cache()
 
 
@@ -405,22 +427,34 @@ def test_custom_columns_are_read(quality_dir, quality_out):
     )
 
 
-def test_repetition_penalty_of_generation_config_is_honoured(penalty_dir):
+@pytest.mark.parametrize("config", ["repetition_penalty", "sampling"])
+def test_generation_config_processors_are_honoured(penalty_dir, sampling_dir, config):
+    # DEITA reads generate's first scores: after the model's generation config's
+    # logits processors, which a plain forward pass does not apply.
+    path = {"repetition_penalty": penalty_dir, "sampling": sampling_dir}[config]
     df = rows_frame()
-    out = complexity(penalty_dir, batch_size=4).fit_transform(df)
-    got = out["evol_instruction_score"].to_numpy()
-    np.testing.assert_allclose(
-        got, reference_complexity(penalty_dir, df["instruction"]), rtol=0, atol=TOL
-    )
+    got = complexity(path, batch_size=4).fit_transform(df)["evol_instruction_score"].to_numpy()
+    np.testing.assert_allclose(got, reference_complexity(path, df["instruction"]), atol=TOL)
     plain = np.array(
-        [
-            forward_softmax_score(penalty_dir, COMPLEXITY_TEMPLATE, instruction=t)
-            for t in df["instruction"]
-        ]
+        [forward_softmax_score(path, COMPLEXITY_TEMPLATE, instruction=t) for t in df["instruction"]]
     )
-    # The penalty only touches digits that occur in the prompt: rows with bare
-    # digit tokens move, the others do not.
+    # A repetition penalty only moves rows whose prompt holds a bare digit token.
     assert np.abs(got - plain).max() > 1e-3
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_generate_fallback_path_equals_deita_loop(
+    monkeypatch, record_loads, complexity_dir, penalty_dir, batch_size
+):
+    # Models outside the fast path's architectures are scored through generate
+    # on left-padded batches; force that path on the tiny Llamas.
+    first_token = pytest.importorskip("skdeita.scoring._first_token")
+    monkeypatch.setattr(first_token, "_PLAIN_HEAD_MODELS", frozenset())
+    df = rows_frame()
+    for path in (complexity_dir, penalty_dir):
+        got = complexity(path, batch_size=batch_size).fit_transform(df)["evol_instruction_score"]
+        expected = reference_complexity(path, df["instruction"])
+        np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=TOL)
 
 
 def test_default_output_columns_feed_deita_selector(complexity_out, quality_out):
@@ -436,24 +470,20 @@ def test_default_output_columns_feed_deita_selector(complexity_out, quality_out)
 # -- truncation ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def captured_prompts(scorer):
-    """The unpadded token ids of every prompt handed to ``generate``."""
-    lm = scorer._get_model()
-    original = lm.model.generate
+@pytest.fixture
+def captured_prompts(monkeypatch):
+    """The token ids of every prompt the scorer hands to its batch scoring step."""
+    from skdeita.scoring import _deita
+
     seen: list[list[int]] = []
+    original = _deita.expected_digit_scores
 
-    def wrapper(*args, **kwargs):
-        ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
-        for row, keep in zip(ids.tolist(), mask.tolist(), strict=True):
-            seen.append([t for t, m in zip(row, keep, strict=True) if m])
-        return original(*args, **kwargs)
+    def wrapper(lm, sequences, digit_ids):
+        seen.extend(list(s) for s in sequences)
+        return original(lm, sequences, digit_ids)
 
-    lm.model.generate = wrapper
-    try:
-        yield seen
-    finally:
-        del lm.model.generate
+    monkeypatch.setattr(_deita, "expected_digit_scores", wrapper)
+    return seen
 
 
 def cue_ids(path, template: str) -> list[int]:
@@ -479,7 +509,9 @@ def truncation_frame() -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("kind", ["complexity", "quality"])
-def test_truncation_warns_with_count_and_keeps_cue(complexity_dir, quality_dir, kind):
+def test_truncation_warns_with_count_and_keeps_cue(
+    complexity_dir, quality_dir, captured_prompts, kind
+):
     path, make, template = {
         "complexity": (complexity_dir, complexity, COMPLEXITY_TEMPLATE),
         "quality": (quality_dir, quality, QUALITY_TEMPLATE),
@@ -494,8 +526,9 @@ def test_truncation_warns_with_count_and_keeps_cue(complexity_dir, quality_dir, 
     n_long = sum(n > max_length for n in full)
     assert n_long == 2 and min(full) < max_length
     scorer = make(path, max_length=max_length).fit(df)
-    with captured_prompts(scorer) as seen, pytest.warns(TruncationWarning) as record:
+    with pytest.warns(TruncationWarning) as record:
         out = scorer.transform(df)
+    seen = captured_prompts
     messages = [str(w.message) for w in record if issubclass(w.category, TruncationWarning)]
     assert len(messages) == 1
     assert re.search(rf"\b{n_long} prompts\b", messages[0]), messages[0]
@@ -539,16 +572,17 @@ def test_no_truncation_warning_when_every_prompt_fits(complexity_dir):
         complexity(complexity_dir).fit_transform(rows_frame())
 
 
-def test_default_max_length_is_the_models_context(complexity_dir):
+def test_default_max_length_is_the_models_context(complexity_dir, captured_prompts):
     tokenizer, _ = load_reference(str(complexity_dir))
     text = "The capital of France is Paris; the capital of Japan is Tokyo. " * 14
     n_tokens = len(tokenizer.encode(COMPLEXITY_TEMPLATE.format(instruction=text)))
     assert 250 < n_tokens < 2048
     df = pd.DataFrame({"instruction": [text, "Hi"]})
     scorer = complexity(complexity_dir).fit(df)
-    with captured_prompts(scorer) as seen, pytest.warns(TruncationWarning, match="max_length=192"):
+    with pytest.warns(TruncationWarning, match="max_length=192"):
         out = scorer.transform(df)
-    assert max(len(ids) for ids in seen) <= 192
+    assert len(captured_prompts) == 2
+    assert max(len(ids) for ids in captured_prompts) <= 192
     assert np.isfinite(out["evol_instruction_score"]).all()
 
 
@@ -603,12 +637,18 @@ def test_on_error_nan_marks_only_the_failed_row_and_warns_once(
 MISSING_MODEL = "/nonexistent/dir"
 
 
-def test_missing_model_directory_fails_to_load():
-    # What the tests below rely on: any model load here raises ModelNotFoundError.
-    with pytest.raises(ModelNotFoundError):
-        ComplexityScorer(MISSING_MODEL, show_progress_bar=False).fit_transform(
-            pd.DataFrame({"instruction": ["Hi"]})
-        )
+@pytest.mark.xfail(
+    int(transformers.__version__.split(".")[0]) < 5,
+    reason="under transformers 4.x a missing local path raises huggingface_hub's "
+    "HFValidationError (a ValueError), which CausalLM does not turn into "
+    "ModelNotFoundError (it catches OSError only)",
+    strict=True,
+)
+@pytest.mark.parametrize("make", [ComplexityScorer, QualityScorer])
+def test_missing_model_directory_raises_model_not_found(make):
+    df = pd.DataFrame({"instruction": ["Hi"], "response": ["Hello"]})
+    with pytest.raises(ModelNotFoundError, match=re.escape(MISSING_MODEL)):
+        make(MISSING_MODEL, show_progress_bar=False).fit_transform(df)
 
 
 GOOD_ROWS = pd.DataFrame(
@@ -654,7 +694,7 @@ def _with(column: str, value) -> pd.DataFrame:
         ),
     ],
 )
-def test_bad_rows_raise_before_any_model_loads(make, X, error, pattern):
+def test_bad_rows_raise_before_any_model_loads(loads, make, X, error, pattern):
     scorer = make(MISSING_MODEL, show_progress_bar=False)
     with pytest.raises(error, match=pattern):
         clone(scorer).fit(X)
@@ -662,6 +702,7 @@ def test_bad_rows_raise_before_any_model_loads(make, X, error, pattern):
     with pytest.raises(error, match=pattern):
         scorer.transform(X)
     assert getattr(scorer, "_model", None) is None
+    assert loads == {"tokenizer": [], "model": []}
 
 
 def _conversations(bad) -> pd.DataFrame:
@@ -692,7 +733,7 @@ BAD_CONVERSATIONS = {
 
 @pytest.mark.parametrize("make", [ComplexityScorer, QualityScorer])
 @pytest.mark.parametrize("bad", list(BAD_CONVERSATIONS))
-def test_malformed_conversation_raises_naming_the_row(make, bad):
+def test_malformed_conversation_raises_naming_the_row(loads, make, bad):
     X = _conversations(BAD_CONVERSATIONS[bad])
     scorer = make(MISSING_MODEL, messages_col="messages", show_progress_bar=False)
     with pytest.raises((ValueError, TypeError), match="conv-7"):
@@ -701,6 +742,7 @@ def test_malformed_conversation_raises_naming_the_row(make, bad):
     with pytest.raises((ValueError, TypeError), match="conv-7"):
         scorer.transform(X)
     assert getattr(scorer, "_model", None) is None
+    assert loads == {"tokenizer": [], "model": []}
 
 
 def test_missing_messages_column_names_column_and_parameter():
@@ -835,10 +877,10 @@ def test_cache_serves_a_clone_without_running_the_model(tmp_path, quality_dir, r
     out1 = first.transform(df)
     assert any(tmp_path.rglob("*.npz"))
     second = clone(first).fit(df)
-    with counting_generate(second) as calls:
+    with counting_model_runs(second) as runs:
         out2 = second.transform(df)
-    assert second._model is first._model
-    assert calls == []
+    assert second._model is first._model  # the hook watched the model that scores
+    assert runs == []
     pd.testing.assert_series_equal(out2["evol_response_score"], out1["evol_response_score"])
     np.testing.assert_allclose(out1["evol_response_score"], reference["quality"], atol=TOL)
 
@@ -847,9 +889,9 @@ def test_cache_scores_only_new_rows(tmp_path, complexity_dir):
     df = rows_frame()
     complexity(complexity_dir, cache=tmp_path).fit_transform(df.iloc[:6])
     scorer = complexity(complexity_dir, cache=tmp_path).fit(df)
-    with counting_generate(scorer) as calls:
+    with counting_model_runs(scorer) as runs:
         scorer.transform(df)
-    assert sum(calls) == 4
+    assert runs and max(runs) == 4  # the four new rows, in one batch of up to 8
 
 
 def test_cache_does_not_keep_a_failed_row(monkeypatch, tmp_path, complexity_dir, reference):
@@ -861,9 +903,9 @@ def test_cache_does_not_keep_a_failed_row(monkeypatch, tmp_path, complexity_dir,
             out1 = complexity(complexity_dir, cache=tmp_path, on_error="nan").fit_transform(df)
     assert np.isnan(out1.loc["r9", "evol_instruction_score"])
     scorer = complexity(complexity_dir, cache=tmp_path, on_error="nan").fit(df)
-    with counting_generate(scorer) as calls:
+    with counting_model_runs(scorer) as runs:
         out2 = scorer.transform(df)
-    assert calls == [1]
+    assert runs and set(runs) == {1}  # only the row that failed runs again
     np.testing.assert_allclose(out2["evol_instruction_score"], reference["complexity"], atol=TOL)
 
 

@@ -1,0 +1,182 @@
+"""Model-backed estimators on a Dask DataFrame: lazy, per partition, the
+model loaded once per worker process, results equal to pandas."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skdeita import DeitaSelector, EmbeddingTransformer
+from skdeita.utils import _model_cache
+
+from .conftest import dd
+
+pytest.importorskip("sentence_transformers")
+
+TEXTS = [
+    "How do I sort a list in Python?",
+    "Bake bread at home with a cast-iron pot.",
+    "Explain the difference between TCP and UDP.",
+    "Write a haiku about autumn rain.",
+    "What is the capital of Australia?",
+    "Summarise the plot of Hamlet in two sentences.",
+]
+
+
+def text_pool(n=40) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "instruction": [f"{TEXTS[i % 6]} (variant {i})" for i in range(n)],
+            "response": [TEXTS[(i * 5 + 1) % 6] for i in range(n)],
+            "evol_instruction_score": rng.integers(1, 6, n).astype(float),
+            "evol_response_score": rng.integers(1, 4, n).astype(float),
+        },
+        index=pd.RangeIndex(1000, 1000 + n),
+    )
+
+
+def _record_and_return(piece, folder):
+    """A partition loader that leaves a file behind each time it runs."""
+    import os
+    import uuid
+
+    open(os.path.join(folder, uuid.uuid4().hex), "w").close()
+    return piece
+
+
+def counted(frame: pd.DataFrame, sizes, folder):
+    """Partitions of these sizes (Dask's string conversion on: text columns are
+    string[pyarrow]); each computation of a partition leaves a file in folder."""
+    bounds = np.cumsum([0, *sizes])
+    pieces = [frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return dd.from_map(_record_and_return, pieces, folder=str(folder), meta=frame.iloc[:0])
+
+
+def loaded_models(client) -> dict:
+    def ids():
+        return [(key[0], id(model)) for key, model in _model_cache._LOADED.items()]
+
+    return client.run(ids)
+
+
+def test_embeddings_equal_pandas_lazily_with_one_model_per_worker(client, tmp_path):
+    pool = text_pool()
+    ddf = counted(pool, [3, 0, 25, 12], tmp_path)
+    assert pd.api.types.is_string_dtype(ddf._meta["instruction"].dtype)
+    assert ddf._meta["instruction"].dtype != object  # string[pyarrow], accepted
+    emb = EmbeddingTransformer(template="{instruction}\n\n{response}", show_progress_bar=False)
+    out = emb.fit_transform(ddf)
+    # Lazy: no partition computed, same partitions, meta from _meta.
+    assert list(tmp_path.iterdir()) == []
+    assert out.npartitions == ddf.npartitions
+    assert list(out.columns) == [*pool.columns, "embedding"]
+    assert out._meta["embedding"].dtype == object
+    assert emb.embedding_dim_ == 384
+    # The task graph holds the estimator without its weights.
+    assert len(pickle.dumps(dict(out.__dask_graph__()))) < 1_000_000
+
+    got = out.compute()
+    assert len(list(tmp_path.iterdir())) == ddf.npartitions
+    expected = EmbeddingTransformer(
+        template="{instruction}\n\n{response}", show_progress_bar=False
+    ).fit_transform(ddf.compute())
+    assert got.index.equals(expected.index)
+    np.testing.assert_allclose(
+        np.stack(got["embedding"]), np.stack(expected["embedding"]), atol=1e-5
+    )
+    pd.testing.assert_frame_equal(got.drop(columns="embedding"), pool, check_dtype=False)
+
+    # Once per worker process: a second transform reuses each worker's model.
+    before = loaded_models(client)
+    assert all(len([k for k, _ in v if k == "EmbeddingTransformer"]) == 1 for v in before.values())
+    emb.transform(ddf).compute()
+    assert loaded_models(client) == before
+
+
+def test_pipeline_on_dask_equals_pandas(client):
+    from sklearn.pipeline import make_pipeline
+
+    pool = text_pool(30)
+    ddf = dd.from_pandas(pool, npartitions=3)
+
+    def pipe():
+        return make_pipeline(
+            EmbeddingTransformer(template="{instruction}", show_progress_bar=False),
+            DeitaSelector(8, diversity_threshold=0.05),
+        )
+
+    got = pipe().fit_transform(ddf).compute()
+    expected = pipe().fit_transform(ddf.compute())
+    assert got.index.tolist() == expected.index.tolist()
+    np.testing.assert_allclose(
+        got["nearest_neighbor_distance"], expected["nearest_neighbor_distance"], atol=1e-5
+    )
+
+
+def test_wide_output_and_series_input(client):
+    pool = text_pool(10)
+    ddf = dd.from_pandas(pool, npartitions=2)
+    emb = EmbeddingTransformer(text_col="instruction", output="wide", show_progress_bar=False)
+    out = emb.fit_transform(ddf)
+    assert out.columns[-1] == "embedding_383"
+    assert out._meta["embedding_000"].dtype == np.float32
+    got = out.compute()
+    np.testing.assert_allclose(
+        got.iloc[:, -384:].to_numpy(),
+        emb.transform(pool).iloc[:, -384:].to_numpy(),
+        atol=1e-5,
+    )
+    series = EmbeddingTransformer(show_progress_bar=False).fit_transform(ddf["instruction"])
+    assert list(series.columns) == ["instruction", "embedding"]
+    assert len(series.compute()) == 10
+
+
+def test_bad_columns_fail_before_any_work(client):
+    ddf = dd.from_pandas(text_pool(10), npartitions=2)
+    with pytest.raises(ValueError, match="not in X"):
+        EmbeddingTransformer(text_col="nope").fit(ddf)
+
+
+def test_every_model_backed_estimator_gets_the_dask_path(client, tiny_ranker_dir, tiny_scorer_dir):
+    from skdeita import ComplexityScorer, PairRMRanker
+
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "sort", "list", "bread", "rain"]
+
+    def text(k):
+        return " ".join(rng.choice(words, k))
+
+    rows = pd.DataFrame(
+        {
+            "input": [text(5) for _ in range(9)],
+            "candidates": [[text(4), text(6), text(3)] for _ in range(9)],
+            "instruction": [text(6) for _ in range(9)],
+            "response": [text(8) for _ in range(9)],
+        },
+        index=[f"r{i}" for i in range(9)],
+    )
+    import dask
+
+    with dask.config.set({"dataframe.convert-string": False}):  # keeps the candidate lists
+        ddf = dd.from_pandas(rows, npartitions=3)
+    for est in (
+        PairRMRanker(str(tiny_ranker_dir), return_scores=True, device="cpu"),
+        ComplexityScorer(str(tiny_scorer_dir), device="cpu"),
+    ):
+        est.set_params(show_progress_bar=False)
+        out = est.fit_transform(ddf)
+        assert out.npartitions == 3
+        got, expected = out.compute(), est.transform(ddf.compute())
+        assert got.index.equals(expected.index)
+        for col in est._added_columns():
+            assert out._meta[col].dtype == expected[col].dtype, col
+            a = np.concatenate([np.ravel(v) for v in got[col]])
+            b = np.concatenate([np.ravel(v) for v in expected[col]])
+            if a.dtype.kind in "iuf":
+                np.testing.assert_allclose(a, b, atol=1e-5)
+            else:
+                assert a.tolist() == b.tolist(), col
