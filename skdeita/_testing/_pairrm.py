@@ -24,6 +24,7 @@ import json
 from pathlib import Path
 
 from ..pairrm._blender_compat import import_llm_blender
+from ..pairrm._loading import quiet
 from ..utils._optional import require
 
 _SENTENCES = [
@@ -72,6 +73,11 @@ def _train_vocabulary(directory: Path, vocab_size: int, texts) -> Path:
     return prefix.with_suffix(".model")
 
 
+# Backbone kinds and the llm-blender model_type that loads each (llm-blender
+# loads any causal LM for "llama").
+_MODEL_TYPES = {"deberta-v2": "deberta", "bert": "bert", "gpt2": "llama", "bart": "bart"}
+
+
 def make_tiny_pairrm(
     directory: str | Path,
     *,
@@ -118,8 +124,11 @@ def make_tiny_pairrm(
     source_maxlength, candidate_maxlength, n_tasks, drop_out, fp16
         The RankerConfig settings (PairRM's by default: 1224, 412, 1, 0.05,
         True). ``n_tasks`` is the width of the comparison head's output.
-    backbone_type : {"deberta-v2", "bert"}
-        The backbone class (``model_type`` "deberta" or "bert" in the config).
+    backbone_type : {"deberta-v2", "bert", "gpt2", "bart"}
+        The backbone: DeBERTa-v2 (PairRM's kind, ``model_type`` "deberta"), a
+        BERT encoder ("bert"), a GPT-2 causal LM (llm-blender's causal-LM type
+        "llama") or a BART encoder-decoder ("bart"). All use the same
+        sentencepiece tokenizer.
     backbone_config : dict or None
         Extra fields of the backbone's config (e.g. ``position_buckets``,
         ``share_att_key``, ``pos_att_type``, ``conv_kernel_size``).
@@ -139,8 +148,10 @@ def make_tiny_pairrm(
     from llm_blender.pair_ranker.model_util import build_collator, build_pretrained_model
     from llm_blender.pair_ranker.ranker import CrossCompareReranker
 
-    if backbone_type not in ("deberta-v2", "bert"):
-        raise ValueError(f"backbone_type must be 'deberta-v2' or 'bert', got {backbone_type!r}")
+    if backbone_type not in _MODEL_TYPES:
+        raise ValueError(
+            f"backbone_type must be one of {sorted(_MODEL_TYPES)}, got {backbone_type!r}"
+        )
 
     directory = Path(directory)
     backbone = directory / "backbone"
@@ -152,56 +163,87 @@ def make_tiny_pairrm(
     (backbone / "tokenizer_config.json").write_text(
         json.dumps({"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False})
     )
-    tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
-    tokenizer.save_pretrained(backbone)
-    shape = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=num_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=512,
-        pad_token_id=0,
-        initializer_range=initializer_range,
-    )
-    if backbone_type == "deberta-v2":
-        defaults = dict(
-            relative_attention=True,
-            position_buckets=256,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-            pos_att_type=["p2c", "c2p"],
-            position_biased_input=False,
-            type_vocab_size=0,
+    with quiet():  # no progress bars or notices from transformers
+        tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
+        tokenizer.save_pretrained(backbone)
+        shape = dict(
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=intermediate_size,
+            max_position_embeddings=512,
+            pad_token_id=0,
+            initializer_range=initializer_range,
         )
-        config = tf.DebertaV2Config(**{**shape, **defaults, **(backbone_config or {})})
-        tf.DebertaV2Model(config).save_pretrained(backbone)
-        model_type = "deberta"
-    else:
-        config = tf.BertConfig(**{**shape, **(backbone_config or {})})
-        tf.BertModel(config).save_pretrained(backbone)
-        model_type = "bert"
+        model_type = _MODEL_TYPES[backbone_type]
+        if backbone_type == "deberta-v2":
+            defaults = dict(
+                relative_attention=True,
+                position_buckets=256,
+                norm_rel_ebd="layer_norm",
+                share_att_key=True,
+                pos_att_type=["p2c", "c2p"],
+                position_biased_input=False,
+                type_vocab_size=0,
+            )
+            config = tf.DebertaV2Config(**{**shape, **defaults, **(backbone_config or {})})
+            tf.DebertaV2Model(config).save_pretrained(backbone)
+        elif backbone_type == "bert":
+            config = tf.BertConfig(**{**shape, **(backbone_config or {})})
+            tf.BertModel(config).save_pretrained(backbone)
+        elif backbone_type == "gpt2":
+            config = tf.GPT2Config(
+                vocab_size=len(tokenizer),
+                n_embd=hidden_size,
+                n_layer=num_layers,
+                n_head=num_heads,
+                n_inner=intermediate_size,
+                n_positions=512,
+                initializer_range=initializer_range,
+                **(backbone_config or {}),
+            )
+            tf.GPT2LMHeadModel(config).save_pretrained(backbone)
+        else:  # bart
+            config = tf.BartConfig(
+                vocab_size=len(tokenizer),
+                d_model=hidden_size,
+                encoder_layers=num_layers,
+                decoder_layers=num_layers,
+                encoder_attention_heads=num_heads,
+                decoder_attention_heads=num_heads,
+                encoder_ffn_dim=intermediate_size,
+                decoder_ffn_dim=intermediate_size,
+                max_position_embeddings=512,
+                pad_token_id=0,
+                bos_token_id=1,
+                eos_token_id=2,
+                decoder_start_token_id=2,
+                init_std=initializer_range,
+                **(backbone_config or {}),
+            )
+            tf.BartForConditionalGeneration(config).save_pretrained(backbone)
 
-    ranker_config = RankerConfig(
-        ranker_type="pairranker",
-        model_type=model_type,
-        model_name=str(backbone),
-        source_maxlength=source_maxlength,
-        candidate_maxlength=candidate_maxlength,
-        n_tasks=n_tasks,
-        drop_out=drop_out,
-        inference_mode="bubble",
-        fp16=fp16,
-    )
-    # llm-blender's load_ranker, minus its tests on the path's name.
-    tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
-    build_collator("pairranker", tokenizer, source_maxlength, candidate_maxlength)
-    pretrained = build_pretrained_model(model_type, str(backbone))
-    pretrained.resize_token_embeddings(len(tokenizer))
-    ranker = CrossCompareReranker(pretrained, ranker_config, tokenizer).eval()
-    with torch.no_grad():
-        ranker.head_layer[-1].weight.mul_(head_scale)
-    safetensors_torch.save_model(ranker, str(directory / "model.safetensors"))
-    ranker_config.model_name = config_model_name  # "microsoft/deberta-v3-large", as PairRM's
-    (directory / "config.json").write_text(json.dumps(ranker_config.to_dict(), indent=2))
+        ranker_config = RankerConfig(
+            ranker_type="pairranker",
+            model_type=model_type,
+            model_name=str(backbone),
+            source_maxlength=source_maxlength,
+            candidate_maxlength=candidate_maxlength,
+            n_tasks=n_tasks,
+            drop_out=drop_out,
+            inference_mode="bubble",
+            fp16=fp16,
+        )
+        # llm-blender's load_ranker, minus its tests on the path's name.
+        tokenizer = tf.AutoTokenizer.from_pretrained(backbone)
+        build_collator("pairranker", tokenizer, source_maxlength, candidate_maxlength)
+        pretrained = build_pretrained_model(model_type, str(backbone))
+        pretrained.resize_token_embeddings(len(tokenizer))
+        ranker = CrossCompareReranker(pretrained, ranker_config, tokenizer).eval()
+        with torch.no_grad():
+            ranker.head_layer[-1].weight.mul_(head_scale)
+        safetensors_torch.save_model(ranker, str(directory / "model.safetensors"))
+        ranker_config.model_name = config_model_name  # "microsoft/deberta-v3-large", as PairRM's
+        (directory / "config.json").write_text(json.dumps(ranker_config.to_dict(), indent=2))
     return directory

@@ -13,10 +13,13 @@ import signal
 import sys
 import textwrap
 
+from ..exceptions import ScoringError
 from . import _curate, _demo, _rank, _select
 from ._io import CLIError
 
-USAGE_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError)
+# ImportError: a missing extra ("pip install 'skdeita[scoring]'"); OSError
+# includes ModelNotFoundError.
+USAGE_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError, ImportError)
 _SUBCOMMANDS = (_select, _curate, _rank, _demo)
 
 
@@ -40,6 +43,11 @@ def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
 
+def _print_error(exc: BaseException) -> None:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    print(textwrap.shorten(f"skdeita: error: {message}", 2000), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skdeita`` console script."""
     args = build_parser().parse_args(argv)
@@ -49,9 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except USAGE_ERRORS as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(textwrap.shorten(f"skdeita: error: {message}", 2000), file=sys.stderr)
+        _print_error(exc)
         return 2
+    except ScoringError as exc:  # a row the model could not score: not a usage error
+        _print_error(exc)
+        return 1
     except KeyboardInterrupt:
         print("skdeita: interrupted; no output written", file=sys.stderr)
         return 130

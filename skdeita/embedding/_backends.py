@@ -12,13 +12,20 @@ Two backends share one small interface (``encode``, ``dim``, ``identity``):
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 
 import numpy as np
 
-from ..utils._loading import check_local_model_dir, model_max_length, not_found, torch_dtype
+from ..utils._loading import (
+    LOAD_ERRORS,
+    TorchModule,
+    check_local_model_dir,
+    model_max_length,
+    not_found,
+    torch_dtype,
+    weights_fingerprint,
+)
 from ..utils._optional import require
 from ..utils._progress import progress_bar
 
@@ -46,16 +53,6 @@ def resolve_model_name(model: str) -> str:
     return model
 
 
-def _weights_fingerprint(module) -> str:
-    """A cheap content hash of a loaded model (first and last parameters)."""
-    params = list(module.parameters())
-    h = hashlib.sha256()
-    for t in (params[0], params[-1]) if params else ():
-        h.update(t.detach().float().cpu().numpy().tobytes()[: 1 << 16])
-        h.update(str(tuple(t.shape)).encode())
-    return h.hexdigest()[:16]
-
-
 class SentenceTransformerEncoder:
     """Encodes with a :class:`sentence_transformers.SentenceTransformer`."""
 
@@ -66,7 +63,7 @@ class SentenceTransformerEncoder:
         torch = require("torch", "EmbeddingTransformer")
         if isinstance(model, st.SentenceTransformer):
             self.model = model
-            self.name = f"object:{type(model).__name__}:{_weights_fingerprint(model)}"
+            self.name = f"object:{type(model).__name__}:{weights_fingerprint(model)}"
         else:
             name = resolve_model_name(str(model))
             check_local_model_dir(name, "sentence-transformers")
@@ -78,7 +75,7 @@ class SentenceTransformerEncoder:
                     local_files_only=local_files_only,
                     model_kwargs=model_kwargs or None,
                 )
-            except OSError as exc:
+            except LOAD_ERRORS as exc:
                 raise not_found(str(model), exc, _OFFLINE_HINT) from exc
             self.name = os.path.abspath(name) if os.path.isdir(name) else name
         self.device = device
@@ -111,7 +108,7 @@ class SentenceTransformerEncoder:
         return np.asarray(out, dtype=np.float32)
 
 
-class TransformersEncoder:
+class TransformersEncoder(TorchModule):
     """AutoTokenizer + AutoModel with an explicit pooling."""
 
     def __init__(
@@ -127,7 +124,7 @@ class TransformersEncoder:
         model_kwargs,
     ):
         tf = require("transformers", "backend='transformers'")
-        self.torch = require("torch", "EmbeddingTransformer")
+        require("torch", "EmbeddingTransformer")
         name = resolve_model_name(str(model))
         check_local_model_dir(name, "transformers")
         kwargs = dict(model_kwargs or {})
@@ -142,7 +139,7 @@ class TransformersEncoder:
                 local_files_only=local_files_only,
                 **kwargs,
             )
-        except OSError as exc:
+        except LOAD_ERRORS as exc:
             raise not_found(str(model), exc, _OFFLINE_HINT) from exc
         if self.tokenizer.pad_token is None:  # causal LMs often have none
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token

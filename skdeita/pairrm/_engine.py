@@ -31,6 +31,7 @@ results do not depend on batching or row order.
 from __future__ import annotations
 
 import copy
+import threading
 
 import numpy as np
 
@@ -91,6 +92,19 @@ class PairScorer:
         self.last_layer_at = prune_last_layer and supports_last_layer_at(model)
         self.heads = int(getattr(model.config, "num_attention_heads", 1) or 1)
         self.attention_cap = attention_cap(self.device)
+        # LastLayerAt swaps the encoder's last layer for one forward pass: one
+        # thread at a time (the model is shared by every clone in the process).
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["torch"], state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.torch = require("torch", "PairRMRanker")
+        self._lock = threading.Lock()
 
     # -- limits ------------------------------------------------------------------------
 
@@ -157,7 +171,8 @@ class PairScorer:
             by_limit.setdefault(limit, []).extend((r, i) for i in range(len(cands)))
         for limit, where in by_limit.items():
             texts = [(collator.candidate_prefix + rows[r][i]).replace(sep, " ") for r, i in where]
-            for (r, i), ids in zip(where, tok(texts, max_length=limit, truncation=True)["input_ids"]):
+            encoded = tok(texts, max_length=limit, truncation=True)["input_ids"]
+            for (r, i), ids in zip(where, encoded, strict=True):
                 cand_ids[r][i] = ids
         return [
             (self._split_ids(s), [self._split_ids(c) for c in cands])
@@ -286,7 +301,7 @@ class PairScorer:
         if self.last_layer_at:
             from ._last_layer import LastLayerAt
 
-            with LastLayerAt(model, positions):
+            with self._lock, LastLayerAt(model, positions):
                 encs = model(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch  # this module is imported only once PairRM loads
 
 
-
 def supports_last_layer_at(model) -> bool:
     """Whether ``model`` is a DeBERTa-v2 encoder this module knows exactly."""
     try:
@@ -104,7 +103,9 @@ class _Rows(torch.nn.Module):
         probs = att.dropout(torch.nn.functional.softmax(scores, dim=-1))
         context = torch.bmm(probs.view(-1, probs.size(-2), probs.size(-1)), value)
         context = (
-            context.view(-1, heads, context.size(-2), context.size(-1)).permute(0, 2, 1, 3).contiguous()
+            context.view(-1, heads, context.size(-2), context.size(-1))
+            .permute(0, 2, 1, 3)
+            .contiguous()
         )
         context = context.view(context.size()[:-2] + (-1,))
         attention_output = layer.attention.output(context, rows)

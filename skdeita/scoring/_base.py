@@ -17,6 +17,7 @@ floats for a conversation). The pieces here:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from numbers import Integral
@@ -29,7 +30,15 @@ from ..base import BaseModelTransformer
 from ..exceptions import ScoringError, ScoringFailedWarning, TruncationWarning
 from ..utils._conversations import check_messages_column
 from ..utils._disk_cache import VectorCache, text_key
-from ..utils._loading import check_local_model_dir, model_max_length, not_found, torch_dtype
+from ..utils._loading import (
+    LOAD_ERRORS,
+    TorchModule,
+    check_local_model_dir,
+    model_max_length,
+    not_found,
+    torch_dtype,
+    weights_fingerprint,
+)
 from ..utils._optional import require
 from ..utils._validation import (
     check_columns,
@@ -41,14 +50,14 @@ from ..utils._validation import (
 from ..utils._warnings import warn_user
 
 
-class CausalLM:
+class CausalLM(TorchModule):
     """A tokenizer and a causal language model, ready for inference."""
 
     def __init__(
         self, model, *, device, dtype, trust_remote_code, local_files_only, hint: str = ""
     ):
         tf = require("transformers", "The scorers")
-        self.torch = require("torch", "The scorers")
+        require("torch", "The scorers")
         name = str(model)
         check_local_model_dir(name, "transformers")
         try:
@@ -61,7 +70,7 @@ class CausalLM:
                 trust_remote_code=trust_remote_code,
                 local_files_only=local_files_only,
             )
-        except OSError as exc:
+        except LOAD_ERRORS as exc:
             raise not_found(name, exc, hint) from exc
         self.model.to(device).eval()
         self.device = device
@@ -71,7 +80,18 @@ class CausalLM:
             (i for i in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) if i is not None), 0
         )
         where = os.path.abspath(name) if os.path.isdir(name) else name
-        self.identity = f"causal-lm|{where}|{dtype}"
+        # The weights and generation settings too: a model changed in place
+        # must not be served scores cached for the old one.
+        generation = self.model.generation_config.to_json_string(use_diff=False)
+        self.identity = (
+            f"causal-lm|{where}|{dtype}|{weights_fingerprint(self.model)}|"
+            f"{hashlib.sha256(generation.encode()).hexdigest()[:16]}"
+        )
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_step0_processors", None)  # a closure, rebuilt on first use
+        return state
 
     def encode(self, text: str, special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=special_tokens)

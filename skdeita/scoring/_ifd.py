@@ -35,6 +35,8 @@ What differs, and why:
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 
@@ -141,8 +143,42 @@ def encode_truncated(tokenizer, texts: list[str], limits: list[int], full=None):
         cut.append(len(ids) > limit)
         if cut[-1]:
             ids = tokenizer.encode(text, truncation=True, max_length=limit, verbose=False)
-        out.append(list(ids))
+        out.append(ids)
     return out, cut
+
+
+# Rows tokenized per call: bounds the Python lists of token ids.
+_ENCODE_ROWS = 2048
+
+
+def _encode_rows(tokenizer, prompts: list[str], responses: list[str], max_length: int):
+    """Per row, as Superfiltering encodes it (``data_analysis.py``): the
+    prompt's length encoded alone in full (the response's first token), the
+    ids of prompt + response cut at ``max_length``, the ids of the response
+    alone cut at ``max_length`` minus the prompt's (cut) length plus one, and
+    whether either was cut. Ids are kept as int32 arrays."""
+    out = []
+    for s in range(0, len(prompts), _ENCODE_ROWS):
+        chunk_p, chunk_r = prompts[s : s + _ENCODE_ROWS], responses[s : s + _ENCODE_ROWS]
+        m = len(chunk_p)
+        full = tokenizer(chunk_p, add_special_tokens=True, verbose=False)["input_ids"]
+        cut_prompts, _ = encode_truncated(tokenizer, chunk_p, [max_length] * m, full)
+        whole, whole_cut = encode_truncated(
+            tokenizer, [p + r for p, r in zip(chunk_p, chunk_r, strict=True)], [max_length] * m
+        )
+        alone, alone_cut = encode_truncated(
+            tokenizer, chunk_r, [max_length - len(p) + 1 for p in cut_prompts]
+        )
+        for j in range(m):
+            out.append(
+                (
+                    len(full[j]),
+                    np.asarray(whole[j], dtype=np.int32),
+                    np.asarray(alone[j], dtype=np.int32),
+                    bool(whole_cut[j] or alone_cut[j]),
+                )
+            )
+    return out
 
 
 # Positions whose logits are held at once in the split path (about 128 MB
@@ -169,7 +205,7 @@ def sequence_losses(lm, sequences: list[list[int]], starts: list[int]) -> np.nda
     ids = torch.full((b, width), lm.pad_id, dtype=torch.long)
     mask = torch.zeros((b, width), dtype=torch.long)
     for k, seq in enumerate(sequences):
-        ids[k, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        ids[k, : len(seq)] = torch.as_tensor(np.asarray(seq, dtype=np.int64))
         mask[k, : len(seq)] = 1
     positions = torch.arange(width, dtype=torch.long).expand(b, width)
     ids, mask, positions = (t.to(lm.device) for t in (ids, mask, positions))
@@ -427,43 +463,34 @@ class IFDScorer(BaseLMScorer):
         max_length = self._max_length(lm)
         n = len(units)
         errors: dict = {}
-        prompts = [u["prompt"] for u in units]
         responses = [u["response"] for u in units]
-        # data_analysis.py: the prompt encoded alone in full gives the
-        # response's first token; truncated, the limit of the response alone.
-        prompt_ids = tok(prompts, add_special_tokens=True, verbose=False)["input_ids"] if n else []
-        truncated_prompts, _ = encode_truncated(tok, prompts, [max_length] * n, prompt_ids)
-        whole, whole_cut = encode_truncated(
-            tok, [p + r for p, r in zip(prompts, responses, strict=True)], [max_length] * n
-        )
-        alone_limit = [max_length - len(p) + 1 for p in truncated_prompts]
-        alone, alone_cut = encode_truncated(tok, responses, alone_limit)
+        rows = _encode_rows(tok, [u["prompt"] for u in units], responses, max_length)
         n_truncated = 0
-        items: dict[tuple, int] = {}  # (ids, start) -> item position
+        items: dict[tuple, int] = {}  # (start, digest of the ids) -> item position
         sequences, starts = [], []
         unit_items = np.full((n, 2), -1, dtype=np.intp)
-        for i in range(n):
+        for i, (n_prompt, whole, alone, cut) in enumerate(rows):
             if responses[i] == "":
                 errors[i] = ValueError(
                     "the response is empty: IFD is undefined (Superfiltering skips it)"
                 )
                 continue
-            n_truncated += whole_cut[i] or alone_cut[i]
-            start = max(len(prompt_ids[i]), 1)
-            if start >= len(whole[i]):
+            n_truncated += cut
+            start = max(n_prompt, 1)
+            if start >= len(whole):
                 errors[i] = ValueError(
                     f"the prompt fills max_length={max_length} tokens: no response token "
                     "is left to score"
                 )
                 continue
-            if len(alone[i]) < 2:
+            if len(alone) < 2:
                 errors[i] = ValueError(
-                    f"the response alone is {len(alone[i])} token(s) (within max_length): "
+                    f"the response alone is {len(alone)} token(s) (within max_length): "
                     "with no token before it, its perplexity alone predicts no token"
                 )
                 continue
-            for kind, (seq, st) in enumerate(((whole[i], start), (alone[i], 1))):
-                key = (tuple(seq), st)
+            for kind, (seq, st) in enumerate(((whole, start), (alone, 1))):
+                key = (st, hashlib.blake2b(seq.tobytes(), digest_size=16).digest())
                 if key not in items:
                     items[key] = len(sequences)
                     sequences.append(seq)

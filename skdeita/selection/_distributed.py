@@ -488,10 +488,17 @@ class _StreamedRows:
 
 class _Distances:
     """The walk's ``distances[positions] = values``, stored by rank (visited rows
-    are a prefix of the order), never as an n-long array."""
+    are a prefix of the order), never as an n-long array.
 
-    def __init__(self, order: np.ndarray):
+    With ``kept_only=threshold``, only the values >= threshold are stored: in
+    both walks a visited row is kept exactly when its recorded distance
+    reaches the threshold, so these are the kept rows' distances, in
+    selection order (checked against the kept rows after the walk).
+    """
+
+    def __init__(self, order: np.ndarray, kept_only: float | None = None):
         self.order = order
+        self.kept_only = kept_only
         self.chunks: list[np.ndarray] = []
         self.n = 0
 
@@ -501,7 +508,8 @@ class _Distances:
         p = _rank_of(self.order, positions, self.n)
         if p != self.n:
             raise RuntimeError("the walk recorded distances out of order")
-        self.chunks.append(np.array(values, dtype=np.float64))
+        values = np.array(values, dtype=np.float64)
+        self.chunks.append(values if self.kept_only is None else values[values >= self.kept_only])
         self.n += len(positions)
 
     def by_rank(self) -> np.ndarray:
@@ -519,7 +527,7 @@ class _Plan:
     layout: _Layout
     order: np.ndarray  # walk order of the scored rows
     selected: np.ndarray  # global positions, selection order
-    distances: np.ndarray  # by rank, for the visited rows
+    distances: np.ndarray  # by rank: of the visited rows, or of the kept rows only
     n_visited: int
     budget: int
     budget_reached: bool
@@ -626,9 +634,11 @@ def select(selector, X) -> _Plan:
     del scores  # the outputs recompute their rows' scores where the rows are
     source = _StreamedRows(blocks, order, dim, bool(selector.normalize_embeddings))
     ref = _reference_rows(reference, source, direction, False)
-    distances = _Distances(order)
-    unit_norm = bool(selector.normalize_embeddings)
     threshold = float(selector.diversity_threshold)
+    # The annotated output shows every visited row's distance; otherwise only
+    # the kept rows' are needed (8 bytes a visited row saved).
+    distances = _Distances(order, None if selector.output == "annotate" else threshold)
+    unit_norm = bool(selector.normalize_embeddings)
     block = int(selector.block_size)
     with progress_bar(
         total=len(order), desc="DEITA selection", enabled=selector.show_progress_bar
@@ -647,6 +657,9 @@ def select(selector, X) -> _Plan:
             )
     blocks.close()
     selected = np.asarray(selected, dtype=np.int64)
+    stored = sum(len(c) for c in distances.chunks)
+    if distances.kept_only is not None and stored != len(selected):
+        raise RuntimeError(f"kept {len(selected)} rows but recorded {stored} distances")
     if len(selected) < budget and selector.data_budget is not None:
         warn_user(
             f"DeitaSelector kept {len(selected)} of {layout.n} rows, fewer than "
@@ -732,10 +745,10 @@ def kept_labels(plan: _Plan) -> pd.Index:
 
 
 def _kept_distances(plan: _Plan) -> np.ndarray:
-    visited = plan.order[: plan.n_visited]
-    sorter = np.argsort(visited, kind="stable")
-    ranks = sorter[np.searchsorted(visited, plan.selected, sorter=sorter)]
-    return plan.distances[ranks]
+    """The kept rows' distances, in selection order (= rank order)."""
+    if len(plan.distances) == plan.n_visited:
+        return plan.distances[np.isin(plan.order[: plan.n_visited], plan.selected)]
+    return plan.distances
 
 
 def subset_output(plan: _Plan):

@@ -203,13 +203,10 @@ def _is_real(value) -> bool:
 
 
 @validate_params(
-    {
-        "embeddings": ["array-like"],
-        "scores": ["array-like"],
-        **SELECTION_CONSTRAINTS,
-        "reference": ["array-like", None],
-        "check_input": ["boolean"],
-    },
+    # A union, not {**...}: Sphinx's source parser fails on ** in a dict display.
+    {"embeddings": ["array-like"], "scores": ["array-like"]}
+    | SELECTION_CONSTRAINTS
+    | {"reference": ["array-like", None], "check_input": ["boolean"]},
     prefer_skip_nested_validation=True,
 )
 def deita_select(

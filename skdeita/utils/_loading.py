@@ -7,9 +7,47 @@ dtype names, and a model's context length.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..exceptions import ModelNotFoundError
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    # huggingface_hub rejects a path that is neither a folder nor a repo name
+    # with HFValidationError (a ValueError) on transformers 4; 5 raises OSError.
+    try:
+        from huggingface_hub.errors import HFValidationError
+    except ImportError:  # older huggingface_hub
+        try:
+            from huggingface_hub.utils import HFValidationError
+        except ImportError:
+            return (OSError,)
+    return (OSError, HFValidationError)
+
+
+LOAD_ERRORS = _load_errors()
+
+
+class TorchModule:
+    """``self.torch`` without storing the module (a module cannot be pickled)."""
+
+    @property
+    def torch(self):
+        import torch
+
+        return torch
+
+
+def weights_fingerprint(module) -> str:
+    """A cheap content hash of a loaded model (first and last parameters)."""
+    params = list(module.parameters())
+    h = hashlib.sha256()
+    for t in (params[0], params[-1]) if params else ():
+        h.update(t.detach().float().cpu().numpy().tobytes()[: 1 << 16])
+        h.update(str(tuple(t.shape)).encode())
+    return h.hexdigest()[:16]
+
 
 _REQUIRED_FILES = {
     "sentence-transformers": [("config.json",), ("model.safetensors", "pytorch_model.bin")],

@@ -47,6 +47,27 @@ ODD_RANKERS = {
 }
 
 
+# Backbones off PairRM's path: a causal LM (generic hidden-state path) and an
+# encoder-decoder (llm-blender's own forward, row by row).
+OTHER_BACKBONES = {
+    "gpt2-64-24": dict(
+        backbone_type="gpt2",
+        source_maxlength=64,
+        candidate_maxlength=24,
+        seed=4,
+        config_model_name="gpt2",
+    ),
+    "bart-32-40": dict(
+        backbone_type="bart",
+        source_maxlength=32,
+        candidate_maxlength=40,
+        n_tasks=2,
+        seed=5,
+        config_model_name="facebook/bart-base",
+    ),
+}
+
+
 def _needs_pairrm():
     for needed in ("llm_blender", "sentencepiece", "torch"):
         if importlib.util.find_spec(needed) is None:
@@ -63,14 +84,27 @@ def odd_ranker_dir(request, tmp_path_factory):
     return make_tiny_pairrm(path, **ODD_RANKERS[request.param])
 
 
-@pytest.fixture(scope="session")
-def odd_blender(odd_ranker_dir):
-    """llm-blender's own Blender with the odd ranker, loaded from a neutral path."""
+@pytest.fixture(scope="session", params=sorted(OTHER_BACKBONES))
+def other_backbone_dir(request, tmp_path_factory):
+    """A tiny ranker on a causal-LM or encoder-decoder backbone."""
+    _needs_pairrm()
+    from skdeita._testing import make_tiny_pairrm
+
+    path = tmp_path_factory.mktemp("other-backbone") / request.param
+    return make_tiny_pairrm(path, **OTHER_BACKBONES[request.param])
+
+
+def reference_blender_for(path):
+    """llm-blender's own Blender with the ranker at ``path`` (neutral folder names)."""
     from skdeita.pairrm._blender_compat import import_llm_blender
 
     blender = import_llm_blender().Blender()
-    blender.loadranker(
-        str(odd_ranker_dir), device="cpu", model_name=str(odd_ranker_dir / "backbone")
-    )
+    blender.loadranker(str(path), device="cpu", model_name=str(path / "backbone"))
     blender.blender_config.use_tqdm = False
     return blender
+
+
+@pytest.fixture(scope="session")
+def odd_blender(odd_ranker_dir):
+    """llm-blender's own Blender with the odd ranker, loaded from a neutral path."""
+    return reference_blender_for(odd_ranker_dir)

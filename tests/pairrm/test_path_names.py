@@ -39,10 +39,10 @@ LAYOUTS = ["backbone-inside", "backbone-argument", "backbone-in-config"]
 
 ROWS = pd.DataFrame(
     {
-        "input": ["write a poem about the sea at night " * 30, "sort the numbers please"],
+        "input": ["write a poem about the sea at night " * 3, "sort the numbers please"],
         "candidates": [
-            ["the sea " * 300, "night wind and salt water", "a poem"],
-            ["1 3 5 9", "9 5 3 1 " * 200, "order the list", "1 3 5 9"],
+            ["the sea " * 20, "night wind and salt water", "a poem"],
+            ["1 3 5 9", "9 5 3 1 " * 12, "order the list", "1 3 5 9"],
         ],
     }
 )

@@ -181,6 +181,37 @@ def test_pickle_holds_no_weights_and_reloads(ranker):
     assert again.transform(df)["ranks"].tolist() == ranker.transform(df)["ranks"].tolist()
 
 
+def test_pickle_with_weights_ranks_the_same(ranker):
+    df = make_rows(3, 3, seed=13)
+    heavy = PairRMRanker(ranker.model, store_weights_in_pickle=True, show_progress_bar=False)
+    heavy = pickle.loads(pickle.dumps(heavy.fit(df)))
+    assert heavy.__dict__.get("_model") is not None  # no reload
+    assert heavy.transform(df)["ranks"].tolist() == ranker.transform(df)["ranks"].tolist()
+
+
+def test_threads_sharing_the_model_get_the_same_results(ranker):
+    from concurrent.futures import ThreadPoolExecutor
+
+    frames = [make_rows(3, 4, seed=30 + k) for k in range(4)]
+    alone = [ranker.transform(f)["scores"].tolist() for f in frames]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda f: ranker.transform(f)["scores"].tolist(), frames))
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(np.concatenate(a), np.concatenate(b), rtol=1e-5, atol=1e-3)
+
+
+def test_fp16_and_dtype_are_exclusive(tiny_ranker_dir):
+    with pytest.raises(ValueError, match="fp16 or dtype, not both"):
+        PairRMRanker(str(tiny_ranker_dir), fp16=False, dtype="float32").fit(make_rows(1, 2))
+
+
+def test_bfloat16_on_cpu(tiny_ranker_dir):
+    low = PairRMRanker(str(tiny_ranker_dir), dtype="bfloat16", show_progress_bar=False)
+    out = low.fit_transform(make_rows(2, 3, seed=14))
+    assert low.dtype_ == "bfloat16" and low.device_ == "cpu"
+    assert all(sorted(r) in ([1, 2, 3], [1, 1, 3], [1, 2, 2], [1, 1, 1]) for r in out["ranks"])
+
+
 def test_transform_before_fit_is_not_fitted(tiny_ranker_dir):
     with pytest.raises(NotFittedError):
         PairRMRanker(str(tiny_ranker_dir)).transform(make_rows(1, 2))

@@ -17,7 +17,7 @@ import pytest
 
 from skdeita import PairRMRanker
 
-from .conftest import ODD_RANKERS
+from .conftest import ODD_RANKERS, reference_blender_for
 
 pytestmark = [
     pytest.mark.pairrm,
@@ -108,9 +108,7 @@ def test_explicit_limits_override_the_config_as_in_llm_blender(odd_ranker_dir, o
     ).fit(df)
     assert (ranker.source_max_length_, ranker.candidate_max_length_) == (30, 12)
     out = ranker.transform(df)
-    scores, ranks = blender_rows(
-        odd_blender, df, source_max_length=30, candidate_max_length=12
-    )
+    scores, ranks = blender_rows(odd_blender, df, source_max_length=30, candidate_max_length=12)
     assert out["ranks"].tolist() == ranks
     for ours, theirs in zip(out["scores"], scores, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3)
@@ -137,5 +135,17 @@ def test_deberta_rankers_compute_the_last_layer_only_where_the_head_reads(odd_ra
     df = ragged_rows(4)
     full = PairScorer(scorer.loaded, prune_last_layer=False)
     sources, cands = df["input"].tolist(), df["candidates"].tolist()
-    for ours, theirs in zip(scorer.matrices(sources, cands), full.matrices(sources, cands)):
+    pruned, whole = scorer.matrices(sources, cands), full.matrices(sources, cands)
+    for ours, theirs in zip(pruned, whole, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-3)
+
+
+def test_causal_and_encoder_decoder_backbones_rank_as_llm_blender(other_backbone_dir):
+    df = ragged_rows(5, counts=(3, 2, 1), source_words=(10, 40), cand_words=(2, 30))
+    ranker = PairRMRanker(str(other_backbone_dir), return_scores=True, show_progress_bar=False)
+    out = ranker.fit_transform(df)
+    assert not ranker._get_model().last_layer_at
+    scores, ranks = blender_rows(reference_blender_for(other_backbone_dir), df)
+    assert out["ranks"].tolist() == ranks
+    for ours, theirs in zip(out["scores"], scores, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-3)

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
 import skdeita
@@ -637,13 +638,6 @@ def test_on_error_nan_marks_only_the_failed_row_and_warns_once(
 MISSING_MODEL = "/nonexistent/dir"
 
 
-@pytest.mark.xfail(
-    int(transformers.__version__.split(".")[0]) < 5,
-    reason="under transformers 4.x a missing local path raises huggingface_hub's "
-    "HFValidationError (a ValueError), which CausalLM does not turn into "
-    "ModelNotFoundError (it catches OSError only)",
-    strict=True,
-)
 @pytest.mark.parametrize("make", [ComplexityScorer, QualityScorer])
 def test_missing_model_directory_raises_model_not_found(make):
     df = pd.DataFrame({"instruction": ["Hi"], "response": ["Hello"]})
@@ -725,6 +719,7 @@ BAD_CONVERSATIONS = {
     ],
     "reply-first": [{"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Hi"}],
     "system-only": [{"role": "system", "content": "Be brief."}],
+    "lone-surrogate": [{"role": "user", "content": "Hi \ud800"}],
     "empty-list": [],
     "non-list-cell": "Hi there",
     "missing-cell": None,
@@ -933,11 +928,6 @@ def test_pickle_holds_no_weights_and_reloads(complexity_dir, complexity_out):
     pd.testing.assert_frame_equal(out, complexity_out)
 
 
-@pytest.mark.xfail(
-    reason="CausalLM keeps the torch module in self.torch, and a module cannot be "
-    "pickled: pickle.dumps raises TypeError with store_weights_in_pickle=True",
-    strict=True,
-)
 def test_pickle_with_store_weights_keeps_the_model(complexity_dir, complexity_out):
     df = rows_frame()
     scorer = complexity(complexity_dir, store_weights_in_pickle=True).fit(df)
@@ -999,6 +989,11 @@ def test_get_feature_names_out_adds_the_output_column(complexity_dir, quality_di
     ]
     names = quality(quality_dir, output_col="q").fit(df).get_feature_names_out(["a", "b"])
     assert names.tolist() == ["a", "b", "q"]
+
+
+def test_transform_before_fit_is_not_fitted():
+    with pytest.raises(NotFittedError):
+        ComplexityScorer(MISSING_MODEL).transform(GOOD_ROWS)
 
 
 def test_clone_keeps_the_parameters(quality_dir):

@@ -305,6 +305,7 @@ def test_empty_response_is_an_error_before_loading(pool):
         scorer(NO_MODEL).fit(frame)
 
 
+@pytest.mark.filterwarnings("ignore::skdeita.exceptions.TruncationWarning")
 def test_empty_response_is_nan_with_on_error_nan(gpt2_path, pool, expected):
     frame = pool.head(6).copy()
     frame.loc["r2", "response"] = ""
@@ -379,6 +380,7 @@ def test_transform_checks_before_loading():
 # -- estimator plumbing --------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore::skdeita.exceptions.TruncationWarning")
 def test_pickle_leaves_the_weights_out_and_scores_the_same(gpt2_path, pool):
     est = scorer(gpt2_path, batch_size=4)
     rows = pool.head(6)
@@ -390,6 +392,7 @@ def test_pickle_leaves_the_weights_out_and_scores_the_same(gpt2_path, pool):
     pd.testing.assert_frame_equal(back.transform(rows), first)
 
 
+@pytest.mark.filterwarnings("ignore::skdeita.exceptions.TruncationWarning")
 def test_cache_returns_the_same_scores(gpt2_path, pool, tmp_path):
     rows = pool.head(8)
     cols = ("pc", "pa")

@@ -235,7 +235,7 @@ def test_selector_reference_survives_clone_and_grid_search_params():
     from sklearn.base import clone
 
     emb, scores, ref = make_case(3)
-    sel = DeitaSelector(8, reference=ref)
+    sel = DeitaSelector(8, diversity_threshold=0.02, reference=ref)
     twin = clone(sel)
     pool = frame_of(emb, scores)
     pd.testing.assert_frame_equal(sel.fit_transform(pool), twin.fit_transform(pool))
