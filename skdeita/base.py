@@ -34,6 +34,7 @@ from .utils._dask import (
 from .utils._model_cache import cached_model
 from .utils._optional import resolve_device
 from .utils._progress import progress_enabled
+from .utils._validation import check_device
 
 
 class FrameTransformerMixin:
@@ -175,6 +176,7 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         """The loaded model: on first use (never in ``__init__``), once per process."""
         model = getattr(self, "_model", None)
         if model is None:
+            check_device(self.device)
             device = resolve_device(self.device)
             model = cached_model(self._model_key(), lambda: self._load_model(device))
             self._model = model

@@ -2,12 +2,61 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from .embedding import EmbeddingTransformer
 from .embedding._backends import DEFAULT_MODEL
 from .scoring import ComplexityScorer, QualityScorer
 from .selection import DeitaSelector
+from .utils._validation import check_columns, check_device
+
+
+def check_steps(steps: list, frame: pd.DataFrame, device_param: str = "device") -> None:
+    """Check every step against the columns it will see, loading no model.
+
+    Each step's parameters are validated; a step whose input columns are all
+    in ``frame`` is checked in full (values too); a step that reads columns
+    an earlier step adds is checked for the presence of those columns, and
+    the selector's score columns, when in ``frame``, are checked now.
+    """
+    available = list(frame.columns)
+    for step in steps:
+        step._validate_params()
+        check_device(getattr(step, "device", None), param=device_param)
+        needed = step._input_columns()
+        check_columns(pd.DataFrame(columns=available), needed)
+        present = [c is None or c in frame.columns for c in needed.values()]
+        if all(present):
+            step._check_input(frame)
+        elif hasattr(step, "_check_scores") and all(present[1:]):
+            # The selector's embeddings come from an earlier step; its scores
+            # are in the input: check them now.
+            step._check_scores(frame)
+        available += [c for c in step._added_columns() if c not in available]
+
+
+class DeitaPipeline(Pipeline):
+    """A :class:`~sklearn.pipeline.Pipeline` that checks every step first.
+
+    Before ``fit`` or ``fit_transform`` runs any step on a pandas DataFrame,
+    each step's parameters and the columns it will read are checked, so a
+    bad selection parameter or a misspelled column fails before any scorer
+    or embedder loads a model. Otherwise it is a plain ``Pipeline``.
+    """
+
+    def _check_first(self, X) -> None:
+        if isinstance(X, pd.DataFrame):
+            steps = [s for _, s in self.steps if s is not None and s != "passthrough"]
+            check_steps(steps, X)
+
+    def fit(self, X, y=None, **params):
+        self._check_first(X)
+        return super().fit(X, y, **params)
+
+    def fit_transform(self, X, y=None, **params):
+        self._check_first(X)
+        return super().fit_transform(X, y, **params)
 
 
 def make_deita_pipeline(
@@ -77,8 +126,10 @@ def make_deita_pipeline(
 
     Returns
     -------
-    pipeline : sklearn.pipeline.Pipeline
-        Unfitted; ``fit_transform(pool)`` returns the curated rows.
+    pipeline : DeitaPipeline
+        An unfitted :class:`~sklearn.pipeline.Pipeline` that checks every
+        step's parameters and columns before running any;
+        ``fit_transform(pool)`` returns the curated rows.
 
     See Also
     --------
@@ -98,7 +149,7 @@ def make_deita_pipeline(
         embed_text = dict(template=text_template)
     else:
         embed_text = dict(messages_col=messages_col, conversation_template=conversation_template)
-    return Pipeline(
+    return DeitaPipeline(
         [
             (
                 "complexity",

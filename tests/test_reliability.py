@@ -1254,12 +1254,6 @@ def test_cli_reports_a_failure_inside_the_run_in_one_line(
     assert not (tmp_path / "curated.jsonl").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="make_deita_pipeline's Pipeline validates the selector's parameters only when "
-    "the selection step is reached, after the scorers and the embedder have loaded and "
-    "run: fix in pipeline.py (check every step's parameters up front), then drop this mark",
-)
 def test_make_deita_pipeline_checks_the_selection_parameters_before_loading():
     from skdeita import make_deita_pipeline
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..utils._validation import check_columns, check_device, template_fields
+from ..pipeline import check_steps
+from ..utils._validation import template_fields
 from ._io import (
     CLIError,
     is_parquet_folder,
@@ -96,26 +97,8 @@ def check_paths(args) -> None:
 
 
 def check_pipeline(steps: list, frame: pd.DataFrame) -> None:
-    """Check every step against the columns it will see, loading no model.
-
-    A step whose input columns are all in the file is checked in full (values
-    too); a step that reads columns an earlier step adds is checked for the
-    columns it can see now, and for the presence of the rest.
-    """
-    available = list(frame.columns)
-    for step in steps:
-        step._validate_params()
-        check_device(getattr(step, "device", None), param="--device")
-        needed = step._input_columns()
-        check_columns(pd.DataFrame(columns=available), needed)
-        present = [c is None or c in frame.columns for c in needed.values()]
-        if all(present):
-            step._check_input(frame)
-        elif hasattr(step, "_check_scores") and all(present[1:]):
-            # The selector's embeddings come from an earlier step; its scores
-            # are in the file: check them now.
-            step._check_scores(frame)
-        available += [c for c in step._added_columns() if c not in available]
+    """The API's whole-pipeline check, naming ``--device`` for the device."""
+    check_steps(steps, frame, device_param="--device")
 
 
 def run_pipeline(steps: list, frame: pd.DataFrame) -> pd.DataFrame:

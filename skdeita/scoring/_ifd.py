@@ -582,9 +582,14 @@ def _split_head(lm):
         if body is not lm.model and isinstance(head, torch.nn.Linear):
             probe = lm.encode("Instruction-following difficulty: a short probe sentence.")
             ids = torch.tensor([probe[:16] or [lm.pad_id]], dtype=torch.long, device=lm.device)
+            kwargs = dict(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                position_ids=torch.arange(ids.shape[1], device=lm.device)[None],
+            )
             with torch.inference_mode():
-                full = lm.model(input_ids=ids).logits.float()
-                mine = head(body(input_ids=ids).last_hidden_state).float()
+                full = lm.model(**kwargs).logits.float()
+                mine = head(body(**kwargs).last_hidden_state).float()
             if mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-4, atol=1e-4):
                 split = (body, head)
     except Exception:  # noqa: BLE001 - any failure just means: use the full forward pass

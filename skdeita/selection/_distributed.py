@@ -40,7 +40,7 @@ depend on how the rows are grouped, and each pair's distance is computed by
 the same code on the same float64 rows, so the result equals pandas'.
 
 Settings (``dask.config``, all optional): ``skdeita.selection.block-bytes``
-(default 4 MiB), ``skdeita.selection.stage-bytes`` (default 1 GiB),
+(default 2 MiB), ``skdeita.selection.stage-bytes`` (default 1 GiB),
 ``skdeita.selection.persist`` (``"auto"``: persist an input that runs a
 skdeita model, so the model runs once, and the projected input of
 ``neighbors="dataset"``, which is read once per candidate block; True;
@@ -90,7 +90,7 @@ from ._greedy import (
 )
 from ._scores import compute_deita_scores
 
-_DEFAULTS = {"block-bytes": 4 * 2**20, "stage-bytes": 2**30, "persist": "auto"}
+_DEFAULTS = {"block-bytes": 2 * 2**20, "stage-bytes": 2**30, "persist": "auto"}
 _LOOKAHEAD = 2  # blocks prepared on the cluster ahead of the walk
 
 

@@ -84,7 +84,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         ``embedding_col`` column). A row is kept only if it is at least
         ``diversity_threshold`` from every reference row as well as from the
         rows kept before it; reference rows are not returned and do not count
-        toward the budget.
+        toward the budget. See :ref:`incremental selection <incremental>`.
 
     Attributes
     ----------

@@ -199,6 +199,19 @@ def test_row_order_and_neighbours_do_not_change_a_score(gpt2_path, pool, expecte
     assert rel_err(out["ifd_score"], expected.loc[shuffled.index, "ifd"]) <= 1e-4
 
 
+@pytest.mark.filterwarnings("ignore::skdeita.exceptions.TruncationWarning")
+def test_models_without_a_separable_output_layer_use_the_full_forward_pass(
+    gpt2_path, pool, expected, monkeypatch
+):
+    # A model that scales or caps its logits after the output layer is scored
+    # through its own forward pass (all logits); the result is the same.
+    import skdeita.scoring._ifd as ifd
+
+    monkeypatch.setattr(ifd, "_split_head", lambda lm: None)
+    out = scorer(gpt2_path, batch_size=3).fit_transform(pool)
+    assert rel_err(out["ifd_score"], expected["ifd"]) <= 1e-4
+
+
 def test_perplexity_columns_equal_the_loops(gpt2_path, pool, expected):
     est = scorer(gpt2_path, batch_size=4, perplexity_cols=("ppl_A_condition", "ppl_A_direct"))
     with pytest.warns(TruncationWarning):
