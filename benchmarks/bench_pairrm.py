@@ -36,6 +36,7 @@ from skdeita import PairRMRanker
 from skdeita._testing import make_tiny_pairrm
 from skdeita.pairrm._blender_compat import import_llm_blender
 from skdeita.pairrm._engine import PairScorer, ranks_from_scores, scores_from_matrix
+from skdeita.pairrm._loading import quiet
 
 RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval" / "results"
 MODELS = ["gpt4_1106_preview", "claude-3-opus-20240229", "Qwen1.5-7B-Chat", "zephyr-7b-alpha"]
@@ -211,6 +212,7 @@ def main():
     parser.add_argument("--alpaca-rows", type=int, default=100, help="of 805")
     parser.add_argument("--short-rows", type=int, default=400, help="of 805")
     parser.add_argument("--chunk-rows", type=int, default=40, help="rows per interleaved chunk")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--blender-batch-size", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--max-batch-tokens", type=int, default=None)
@@ -223,6 +225,9 @@ def main():
     args = parser.parse_args()
     dtype = DTYPES[args.dtype]
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     everything = load_rows(805)
     mixes = []
@@ -237,13 +242,14 @@ def main():
         path = make_tiny_pairrm(
             Path(tmp) / "ranker", corpus=corpus, vocab_size=8000, **SIZES[args.size]
         )
-        blender = import_llm_blender().Blender()
-        blender.loadranker(
-            str(path),
-            device=args.device,
-            model_name=str(path / "backbone"),
-            fp16=dtype == "float16",
-        )
+        with quiet():  # llm-blender prints and warns while it loads
+            blender = import_llm_blender().Blender()
+            blender.loadranker(
+                str(path),
+                device=args.device,
+                model_name=str(path / "backbone"),
+                fp16=dtype == "float16",
+            )
         to_dtype(blender, dtype)
         blender.blender_config.use_tqdm = False
         ranker = PairRMRanker(

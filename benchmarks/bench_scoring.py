@@ -37,7 +37,16 @@ from skdeita.scoring._deita import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
 
 RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval" / "results"
 SHAPES = {
-    # A small CPU-sized Llama (about 30M parameters) and Llama-2-7B's shape.
+    # A tiny Llama (per-call overhead dominates), a small CPU-sized one
+    # (about 20M parameters: compute dominates) and Llama-2-7B's shape.
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=172,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=8000,
+    ),
     "small": dict(
         hidden_size=512,
         intermediate_size=1376,

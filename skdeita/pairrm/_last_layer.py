@@ -133,23 +133,21 @@ class _Rows(torch.nn.Module):
         span = att.pos_ebd_size
         n_batch = query.size(0) // heads
         rel_embeddings = rel_embeddings[0 : span * 2, :].unsqueeze(0)
+        # Position projections, (h, 2span, d): the same for every batch item.
         if att.share_att_key:
             pos_query = att.transpose_for_scores(att.query_proj(rel_embeddings), heads)
             pos_key = att.transpose_for_scores(att.key_proj(rel_embeddings), heads)
-            pos_query = pos_query.repeat(n_batch, 1, 1)
-            pos_key = pos_key.repeat(n_batch, 1, 1)
         else:
             if "c2p" in att.pos_att_type:
                 pos_key = att.transpose_for_scores(att.pos_key_proj(rel_embeddings), heads)
-                pos_key = pos_key.repeat(n_batch, 1, 1)
             if "p2c" in att.pos_att_type:
                 pos_query = att.transpose_for_scores(att.pos_query_proj(rel_embeddings), heads)
-                pos_query = pos_query.repeat(n_batch, 1, 1)
 
         n_pos = pos.size(1)
         score = 0
         if "c2p" in att.pos_att_type:
             scale = _scale(pos_key, scale_factor)
+            pos_key = pos_key.repeat(n_batch, 1, 1)  # (B*h, 2span, d), as the full layer
             c2p = torch.bmm(query, pos_key.transpose(-1, -2))  # (B*h, P, 2span)
             index = torch.clamp(relative_pos[pos] + span, 0, span * 2 - 1)  # (B, P, L)
             index = index[:, None].expand(n_batch, heads, n_pos, length)
@@ -157,12 +155,14 @@ class _Rows(torch.nn.Module):
             score += c2p / scale.to(dtype=c2p.dtype)
         if "p2c" in att.pos_att_type:
             scale = _scale(pos_query, scale_factor)
-            p2c = torch.bmm(key, pos_query.transpose(-1, -2))  # (B*h, L, 2span)
-            # full layer: p2c[q, k] = p2c_all[k, clamp(-rel[k, q] + span)]
+            # The full layer computes key . pos_query for all 2*span positions and
+            # keeps p2c[q, k] = (key_k . pos_query)[clamp(-rel[k, q] + span)]; for
+            # P query rows only those P position vectors per key are needed.
             index = torch.clamp(-relative_pos[:, pos] + span, 0, span * 2 - 1)  # (L, B, P)
-            index = index.permute(1, 0, 2)[:, None].expand(n_batch, heads, length, n_pos)
-            p2c = torch.gather(p2c, dim=-1, index=index.reshape(-1, length, n_pos))
-            score += p2c.transpose(-1, -2) / scale.to(dtype=p2c.dtype)
+            picked = pos_query[:, index.permute(1, 0, 2)]  # (h, B, L, P, d)
+            keys = key.view(n_batch, heads, length, key.size(-1))
+            p2c = torch.einsum("hblpd,bhld->bhpl", picked, keys).reshape(-1, n_pos, length)
+            score += p2c / scale.to(dtype=p2c.dtype)
         return score
 
 

@@ -116,7 +116,7 @@ class PairRMRanker(BaseModelTransformer):
 
     _parameter_constraints: dict = {
         "model": [str, os.PathLike],
-        "backbone": [str, None],
+        "backbone": [str, os.PathLike, None],
         "input_col": [str],
         "candidates_col": [str],
         "instructions": [str, None],

@@ -42,6 +42,7 @@ import pandas as pd
 
 from ..exceptions import TruncationWarning
 from ..utils._disk_cache import VectorCache, text_key
+from ..utils._progress import progress_bar
 from ..utils._validation import (
     check_columns,
     check_dataframe,
@@ -50,7 +51,7 @@ from ..utils._validation import (
     template_fields,
 )
 from ..utils._warnings import warn_user
-from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, Units, UnitScores, run_batches
+from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, Units, UnitScores, _score_isolating
 
 # Superfiltering, code_ifd/data_analysis.py, PROMPT_DICT_NONE: (no input, with input).
 SUPERFILTERING_TEMPLATES = ("{instruction}\n", "{instruction}\n{input}\n")
@@ -181,9 +182,52 @@ def _encode_rows(tokenizer, prompts: list[str], responses: list[str], max_length
     return out
 
 
-# Positions whose logits are held at once in the split path (about 128 MB
-# of float32 logits for GPT-2's vocabulary).
-_LOGIT_ELEMENTS = 1 << 25
+# Positions whose logits are held at once in the split path (about 32 MB of
+# float32 logits, 166 positions of GPT-2's vocabulary): larger blocks leave
+# the CPU caches and are slower, smaller ones pay per-call overhead.
+_LOGIT_ELEMENTS = 1 << 23
+# A sequence joins a batch if it needs at most this much padding (a fraction
+# of the batch's longest sequence, or _PAD_TOKENS tokens).
+_PAD_FRACTION, _PAD_TOKENS = 0.25, 16
+
+
+def length_batches(lengths, batch_size: int):
+    """Batches of positions, longest first, each at most ``batch_size`` long
+    and padded by at most a quarter of its longest sequence (or 16 tokens):
+    a short sequence never waits in a batch of long ones."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    batch: list[int] = []
+    for i in np.argsort(-lengths, kind="stable").tolist():
+        if batch:
+            first = lengths[batch[0]]
+            if len(batch) == batch_size or first - lengths[i] > max(
+                _PAD_TOKENS, _PAD_FRACTION * first
+            ):
+                yield np.asarray(batch, dtype=np.intp)
+                batch = []
+        batch.append(i)
+    if batch:
+        yield np.asarray(batch, dtype=np.intp)
+
+
+def score_batches(lengths, batch_size: int, score_batch, progress, desc: str):
+    """``(values, errors)`` of every sequence, scored in :func:`length_batches`.
+
+    As :func:`skdeita.scoring._base.run_batches`: a batch that fails is
+    retried one sequence at a time, and a non-finite value is a failure.
+    """
+    n = len(lengths)
+    values = np.full(n, np.nan)
+    errors: dict = {}
+    with progress_bar(n, desc, progress) as bar:
+        for batch in length_batches(lengths, batch_size):
+            _score_isolating(batch, score_batch, values, errors)
+            bar.update(len(batch))
+    bad = ~np.isfinite(values)
+    for i in np.flatnonzero(bad):
+        errors.setdefault(int(i), FloatingPointError("the model gave a non-finite loss"))
+    values[bad] = np.nan
+    return values, errors
 
 
 def sequence_losses(lm, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
@@ -501,8 +545,8 @@ class IFDScorer(BaseLMScorer):
             return sequence_losses(lm, [sequences[k] for k in batch], [starts[k] for k in batch])
 
         lengths = [len(seq) for seq in sequences]
-        losses, failed = run_batches(
-            len(sequences), lengths, self.batch_size, score, self._progress(), "IFDScorer"
+        losses, failed = score_batches(
+            lengths, self.batch_size, score, self._progress(), "IFDScorer"
         )
         values = np.full((n, 3), np.nan)
         todo = np.flatnonzero(unit_items[:, 0] >= 0)

@@ -26,10 +26,13 @@ the cluster only reads, scores, sorts locally and ships rows:
    normalisation, the same distance calls in the same order, hence the same
    kept rows, in the same order, with bit-identical distances.
 
-What the client holds: the scores and the walk order (16 bytes a row), the
-distances of the visited rows (8 bytes a visited row), the kept rows (at most
-the budget) and the reference, and at most two blocks of
-``block-bytes`` each: never the embedding matrix.
+What the client holds: the scores while it sorts them (28 bytes a row at the
+peak of the sort), then only the walk order (4 bytes a row: int32) and the
+keys of the stage boundaries; the distances of the visited rows (8 bytes a
+visited row, only with ``output="annotate"``; otherwise of the kept rows);
+the kept rows (at most the budget) and the reference; one block of
+``block-bytes`` plus the few rows of the previous one still needed. Never
+the embedding matrix.
 
 ``neighbors="dataset"`` needs each visited row's nearest other row of the
 whole input: for each candidate block the client sends the block's vectors

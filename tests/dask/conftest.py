@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-dd = pytest.importorskip("dask.dataframe")
-distributed = pytest.importorskip("distributed")
+# Each test module skips itself without dask (pip install 'skdeita[dask]').
 
 
 @pytest.fixture(scope="session")
 def client():
+    import distributed
+
     with (
         distributed.LocalCluster(
             n_workers=2,
@@ -47,6 +48,7 @@ def split(frame: pd.DataFrame, sizes: list[int]):
     with Dask's default string conversion for the text columns and the vector
     column kept as arrays (as read from Parquet list<float32>)."""
     import dask
+    import dask.dataframe as dd
 
     assert sum(sizes) == len(frame)
     bounds = np.cumsum([0, *sizes])

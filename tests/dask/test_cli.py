@@ -11,6 +11,8 @@ from skdeita.cli._io import read_table
 
 from .conftest import make_pool
 
+pytest.importorskip("distributed")
+pytest.importorskip("dask.dataframe")
 pytest.importorskip("pyarrow")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -10,7 +13,10 @@ import pytest
 
 from skdeita import BudgetNotReachedWarning, DeitaSelector
 
-from .conftest import dd, make_pool, split
+from .conftest import make_pool, split
+
+pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
 
 SIZES = [7, 0, 311, 1, 0, 180, 101]  # very different sizes, empty partitions
 
@@ -139,3 +145,67 @@ def test_fit_transform_is_lazy_in_its_output(client):
     out = DeitaSelector(20, output="annotate").fit_transform(ddf)
     assert out.npartitions == ddf.npartitions
     assert list(out.columns) == [*ddf.columns, *DeitaSelector(output="annotate")._added_columns()]
+
+
+_CLIENT_SCRIPT = """
+import json, sys, warnings
+import dask.dataframe as dd
+from distributed import Client
+from skdeita import DeitaSelector
+
+def status(field):
+    with open("/proc/self/status") as fh:
+        return next(int(l.split()[1]) * 1024 for l in fh if l.startswith(field))
+
+client = Client(sys.argv[1])
+ddf = dd.read_parquet(sys.argv[2:])
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # the high-water mark from here: the selection only
+before = status("VmRSS")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    sel = DeitaSelector(10_000, diversity_threshold=0.1, show_progress_bar=False).fit(ddf)
+print(json.dumps({"extra": status("VmHWM") - before, "visited": sel.n_visited_,
+                  "index": sel.selected_index_.tolist()}))
+client.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+def test_million_rows_from_parquet_exact_with_bounded_client_memory(client, tmp_path):
+    """1M x 64 float32 (256 MB of embeddings): the client's extra peak stays
+    under a quarter of the matrix (64 MB) and the selection equals pandas'."""
+    n, dim, per_file = 1_000_000, 64, 125_000
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((n // 50, dim), dtype=np.float32)
+    files = []
+    for k in range(n // per_file):
+        emb = centers[rng.integers(0, len(centers), per_file)]
+        emb += 0.2 * rng.standard_normal((per_file, dim), dtype=np.float32)
+        frame = pd.DataFrame(
+            {
+                "embedding": list(emb),
+                "evol_instruction_score": rng.integers(1, 6, per_file).astype(float),
+                "evol_response_score": rng.integers(1, 6, per_file).astype(float),
+            },
+            index=pd.RangeIndex(k * per_file, (k + 1) * per_file),
+        )
+        files.append(str(tmp_path / f"part.{k}.parquet"))
+        frame.to_parquet(files[-1])
+        del emb, frame
+    run = subprocess.run(
+        [sys.executable, "-c", _CLIENT_SCRIPT, client.scheduler.address, *files],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["extra"] < 64 * 2**20, got["extra"] / 2**20
+    pool = pd.concat([pd.read_parquet(f) for f in files])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = DeitaSelector(10_000, diversity_threshold=0.1).fit(pool)
+    assert got["index"] == ref.selected_index_.tolist()
+    assert got["visited"] == ref.n_visited_

@@ -12,8 +12,8 @@ import pytest
 from skdeita import DeitaSelector, EmbeddingTransformer
 from skdeita.utils import _model_cache
 
-from .conftest import dd
-
+pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
 pytest.importorskip("sentence_transformers")
 
 TEXTS = [

@@ -302,13 +302,14 @@ def test_cli_reference_csv_and_errors(tmp_path, capsys):
     got = pd.read_json(out, lines=True)
     assert got["evol_instruction_score"].tolist() == scores[kept].tolist()
     capsys.readouterr()
+    before = out.read_bytes()
     assert main([*args, "--reference", str(tmp_path / "missing.jsonl")]) == 2
     assert "no such file" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     write_jsonl(pd.DataFrame({"embedding": [list(v[:3]) for v in ref]}), bad)
     assert main([*args, "--reference", str(bad)]) == 2
     assert "3 dimensions" in capsys.readouterr().err
-    assert not out.exists() or True  # an error writes no new output
+    assert out.read_bytes() == before  # an error leaves the output as it was
 
 
 def test_cli_reference_texts_are_embedded_with_the_same_model(tmp_path, capsys):
