@@ -11,8 +11,9 @@ randomly initialised ranker, checking that the ranks are identical:
 
 ``--size tiny`` (default) is the 2-layer test ranker; ``--size large`` is
 DeBERTa-v3-large's shape (24 layers, hidden 1024, 16 heads: PairRM's), for a
-GPU. skdeita is also timed with its last-layer shortcut off
-(``--full-last-layer``), to show what batching alone gives.
+GPU. skdeita is also timed with the model's own forward pass instead of its
+fast DeBERTa forward (``--plain-forward``, on by default), to show what
+batching alone gives.
 
     python benchmarks/bench_pairrm.py                        # CPU, tiny ranker
     python benchmarks/bench_pairrm.py --size large --device cuda --dtype fp16 \
@@ -152,7 +153,7 @@ def run_mix(name, df, blender, ranker, full_scorer, args) -> dict:
     theirs, ours = np.concatenate(ranks["blender"]), np.concatenate(ranks["ours"])
     if "full" in ranks:
         full = np.concatenate(ranks["full"])
-        assert (full == ours).all() or args.dtype != "fp32", "last-layer shortcut changed ranks"
+        assert (full == ours).all() or args.dtype != "fp32", "the fast forward changed ranks"
 
     # llm-blender truncates a row by its batch's longest source; skdeita ranks
     # each row alone (llm-blender with batch_size=1). Check those rows there.
@@ -188,7 +189,7 @@ def report(result: dict, lengths: np.ndarray, args) -> None:
     labels = {
         "blender": f"llm-blender `rank` (batch_size={args.blender_batch_size})",
         "ours": "skdeita `PairRMRanker` (defaults)",
-        "full": "skdeita, full last layer (batching only)",
+        "full": "skdeita, the model's own forward (batching only)",
     }
     ref = clocks["blender"]
     for key, clock in clocks.items():
@@ -217,10 +218,10 @@ def main():
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--max-batch-tokens", type=int, default=None)
     parser.add_argument(
-        "--full-last-layer",
+        "--plain-forward",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also time skdeita with the whole last layer computed",
+        help="also time skdeita with the model's own forward pass (batching only)",
     )
     args = parser.parse_args()
     dtype = DTYPES[args.dtype]
@@ -261,8 +262,8 @@ def main():
             show_progress_bar=False,
         ).fit(everything.iloc[:1])
         scorer = ranker._get_model()
-        full = PairScorer(scorer.loaded, prune_last_layer=False) if args.full_last_layer else None
-        if full is not None and not scorer.last_layer_at:
+        full = PairScorer(scorer.loaded, fast_forward=False) if args.plain_forward else None
+        if full is not None and not scorer.fast_forward:
             full = None  # not a DeBERTa-v2 backbone: nothing to compare
         print(
             f"# bench_pairrm: ranker '{args.size}', device {args.device}, {dtype}; "

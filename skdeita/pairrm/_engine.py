@@ -15,8 +15,9 @@ scheduling differs:
   padding is only up to the longest pair of a batch of near-equal lengths
   and short pairs go many to a pass;
 - identical candidates of a row are scored once;
-- on DeBERTa-v2 backbones (PairRM's), the last layer is computed only at the
-  three tokens the head reads (:mod:`._last_layer`);
+- on DeBERTa-v2 backbones (PairRM's), :mod:`._fast_deberta` runs the same
+  layers with attention a block of rows at a time (in cache on CPU) and the
+  last layer only at the three tokens the head reads;
 - everything runs under ``torch.inference_mode``.
 
 The comparison matrix and the score formula are llm-blender's.
@@ -53,21 +54,30 @@ def default_batch_tokens(device: str) -> int:
     return 32768 if str(device).startswith("cuda") else 8192
 
 
-def attention_cap(device: str) -> int:
+def attention_cap(device: str, fast: bool) -> int:
     """Most attention scores (batch x heads x length^2) per forward pass.
 
-    On CPU, tensors above glibc's mmap threshold (32 MiB at most) are fresh
-    pages on every allocation, paid for in page faults: batches stay under
-    it (long pairs then go one at a time). On CUDA the cap only bounds memory.
+    Without the fast DeBERTa forward (other backbones), CPU batches stay under
+    glibc's mmap threshold (32 MiB at most): bigger tensors are fresh pages on
+    every allocation, paid for in page faults. The fast forward never builds
+    such tensors on CPU. On CUDA the cap only bounds memory.
     """
-    return 2**30 if str(device).startswith("cuda") else 2**23
+    if str(device).startswith("cuda"):
+        return 2**30
+    return 2**40 if fast else 2**23
+
+
+def block_elements(device: str) -> int | None:
+    """Attention scores per row block of the fast forward: about 2 MiB on CPU
+    (a core's cache), the whole length on CUDA."""
+    return None if str(device).startswith("cuda") else 2**19
 
 
 class PairScorer:
     """Comparison matrices of candidate pairs with a loaded llm-blender ranker."""
 
-    def __init__(self, loaded: LoadedRanker, *, prune_last_layer: bool = True):
-        from ._last_layer import supports_last_layer_at
+    def __init__(self, loaded: LoadedRanker, *, fast_forward: bool = True):
+        from ._fast_deberta import RelativeIndex, supports_fast_forward
 
         self.torch = require("torch", "PairRMRanker")
         self.loaded = loaded
@@ -89,10 +99,12 @@ class PairScorer:
         )
         self.encoder_decoder = bool(self.ranker.is_encoder_decoder)
         model = self.ranker.pretrained_model
-        self.last_layer_at = prune_last_layer and supports_last_layer_at(model)
+        self.fast_forward = fast_forward and supports_fast_forward(model)
+        self.relative_index = RelativeIndex(model.config) if self.fast_forward else None
         self.heads = int(getattr(model.config, "num_attention_heads", 1) or 1)
-        self.attention_cap = attention_cap(self.device)
-        # LastLayerAt swaps the encoder's last layer for one forward pass: one
+        self.attention_cap = attention_cap(self.device, self.fast_forward)
+        self.block_elements = block_elements(self.device)
+        # FastForward swaps the encoder's layers for one forward pass: one
         # thread at a time (the model is shared by every clone in the process).
         self._lock = threading.Lock()
 
@@ -146,6 +158,13 @@ class PairScorer:
         return src, [self._split(i, m) for i, m in zip(ids, masks, strict=True)]
 
     def _rows_tokens(self, collator, sources: list[str], rows: list[list[str]]):
+        """``_rows_tokens_unlocked`` for one thread at a time: a fast tokenizer's
+        truncation setting is shared state (transformers 4 raises "Already
+        borrowed" when two threads tokenize with different limits)."""
+        with self._lock:
+            return self._rows_tokens_unlocked(collator, sources, rows)
+
+    def _rows_tokens_unlocked(self, collator, sources: list[str], rows: list[list[str]]):
         """``_row_tokens`` of many rows, with a few batched tokenizer calls.
 
         For a tokenizer that adds its own separator (DeBERTa's ``[SEP]``, the
@@ -298,10 +317,11 @@ class PairScorer:
         mask = torch.from_numpy(mask).to(self.device)
         positions = torch.from_numpy(positions).to(self.device)
         model = self.ranker.pretrained_model
-        if self.last_layer_at:
-            from ._last_layer import LastLayerAt
+        if self.fast_forward:
+            from ._fast_deberta import FastForward
 
-            with self._lock, LastLayerAt(model, positions):
+            fast = FastForward(model, positions, self.relative_index, self.block_elements)
+            with self._lock, fast:
                 encs = model(input_ids=ids, attention_mask=mask).last_hidden_state
         else:
             hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)

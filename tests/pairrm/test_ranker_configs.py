@@ -124,19 +124,23 @@ def test_batching_never_changes_results(odd_ranker_dir):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-def test_deberta_rankers_compute_the_last_layer_only_where_the_head_reads(odd_ranker_dir):
+@pytest.mark.parametrize("block", [None, 700])
+def test_fast_deberta_forward_equals_the_models_own(odd_ranker_dir, block):
+    """Row blocks (small here: several per layer) and the three-row last layer."""
     from skdeita.pairrm._engine import PairScorer
 
     ranker = PairRMRanker(str(odd_ranker_dir), show_progress_bar=False).fit(ragged_rows(0))
     scorer = ranker._get_model()
-    assert scorer.last_layer_at == odd_ranker_dir.name.startswith("deberta")
-    if not scorer.last_layer_at:
+    assert scorer.fast_forward == odd_ranker_dir.name.startswith("deberta")
+    if not scorer.fast_forward:
         return
     df = ragged_rows(4)
-    full = PairScorer(scorer.loaded, prune_last_layer=False)
+    fast = PairScorer(scorer.loaded)
+    fast.block_elements = block
+    plain = PairScorer(scorer.loaded, fast_forward=False)
     sources, cands = df["input"].tolist(), df["candidates"].tolist()
-    pruned, whole = scorer.matrices(sources, cands), full.matrices(sources, cands)
-    for ours, theirs in zip(pruned, whole, strict=True):
+    mats = fast.matrices(sources, cands, max_batch_tokens=400)
+    for ours, theirs in zip(mats, plain.matrices(sources, cands), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-3)
 
 
@@ -144,7 +148,7 @@ def test_causal_and_encoder_decoder_backbones_rank_as_llm_blender(other_backbone
     df = ragged_rows(5, counts=(3, 2, 1), source_words=(10, 40), cand_words=(2, 30))
     ranker = PairRMRanker(str(other_backbone_dir), return_scores=True, show_progress_bar=False)
     out = ranker.fit_transform(df)
-    assert not ranker._get_model().last_layer_at
+    assert not ranker._get_model().fast_forward
     scores, ranks = blender_rows(reference_blender_for(other_backbone_dir), df)
     assert out["ranks"].tolist() == ranks
     for ours, theirs in zip(out["scores"], scores, strict=True):
