@@ -9,15 +9,18 @@ randomly initialised ranker, checking that the ranks are identical:
   median 12 words, sigma 0.6; candidates: median 40 words, sigma 1.0), i.e.
   short instructions and mostly short answers with a long tail.
 
-``--size tiny`` (default) is the 2-layer test ranker; ``--size large`` is
+``--size tiny`` (default) is the 2-layer test ranker (hidden 32); ``--size
+medium`` has 6 layers, hidden 256, 8 heads; ``--size large`` is
 DeBERTa-v3-large's shape (24 layers, hidden 1024, 16 heads: PairRM's), for a
 GPU. skdeita is also timed with the model's own forward pass instead of its
 fast DeBERTa forward (``--plain-forward``, on by default), to show what
 batching alone gives.
 
     python benchmarks/bench_pairrm.py                        # CPU, tiny ranker
+    python benchmarks/bench_pairrm.py --size medium --alpaca-rows 24 --short-rows 96 \
+        --chunk-rows 8                                       # CPU, 6-layer ranker
     python benchmarks/bench_pairrm.py --size large --device cuda --dtype fp16 \
-        --alpaca-rows 805 --short-rows 805
+        --alpaca-rows 805 --short-rows 805 --chunk-rows 805  # GPU, PairRM's shape
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval
 MODELS = ["gpt4_1106_preview", "claude-3-opus-20240229", "Qwen1.5-7B-Chat", "zephyr-7b-alpha"]
 SIZES = {
     "tiny": {},
+    "medium": dict(hidden_size=256, num_layers=6, num_heads=8, intermediate_size=1024),
     "large": dict(hidden_size=1024, num_layers=24, num_heads=16, intermediate_size=4096),
 }
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "BudgetNotReachedWarning",
+    "InputChangedError",
     "ModelNotFoundError",
     "ScoringError",
     "ScoringFailedWarning",
@@ -22,6 +23,14 @@ class ModelNotFoundError(OSError):
 
 class BudgetNotReachedWarning(UserWarning):
     """Fewer rows passed the diversity check than the budget asked for."""
+
+
+class InputChangedError(RuntimeError):
+    """A Dask input gave other rows or scores on a later pass of a selection.
+
+    The selection reads its input more than once; persist the input
+    (``ddf.persist()``) or write it to Parquet first.
+    """
 
 
 class ScoringError(RuntimeError):

@@ -16,6 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKDEITA_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ALPACA = SHARED_DATA / "alpaca_eval"
 
+# Shared by the validation-before-load tests (tests/test_validation_before_load.py,
+# tests/cli/test_cli_errors.py).
+NO_MODEL = "/nonexistent/skdeita-model"  # any attempt to load it is a ModelNotFoundError
+
 
 def _require(path: Path) -> Path:
     if not path.exists():

@@ -13,7 +13,7 @@ import signal
 import sys
 import textwrap
 
-from ..exceptions import ScoringError
+from ..exceptions import InputChangedError, ScoringError
 from . import _curate, _demo, _rank, _select
 from ._io import CLIError
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except USAGE_ERRORS as exc:
         _print_error(exc)
         return 2
-    except ScoringError as exc:  # a row the model could not score: not a usage error
+    except (ScoringError, InputChangedError) as exc:  # not usage errors: the run failed
         _print_error(exc)
         return 1
     except KeyboardInterrupt:

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import check_paths, check_pipeline, column_arg, progress, run_pipeline
-from ._io import read_table, write_table
+from ._common import (
+    add_cluster_argument,
+    check_paths,
+    check_pipeline,
+    column_arg,
+    dask_client,
+    frame_meta,
+    progress,
+    read_input,
+    run_pipeline,
+    write_output,
+)
 from ._select import add_selection_arguments, list_columns, report
 
 
@@ -32,6 +42,7 @@ def add_parser(sub) -> None:
     cur.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
     cur.add_argument("--batch-size", type=_positive_int, default=8, help="scorer batch (8)")
     cur.add_argument("--cache", default=None, help="folder that keeps scores and embeddings")
+    add_cluster_argument(cur)
     cur.set_defaults(run=run)
 
 
@@ -79,10 +90,13 @@ def curate_steps(args, columns) -> list:
 
 def run(args) -> int:
     check_paths(args)
-    frame = read_table(args.input, list_columns=list_columns(args))
-    steps = curate_steps(args, frame.columns)
-    check_pipeline(steps, frame)
-    out = run_pipeline(steps, frame)
-    write_table(out, args.output)
-    report(args, frame, out, steps[-1])
+    with dask_client(args.cluster) as client:
+        # On a cluster the scorers and the embedder run on the workers (each
+        # loads its model once), and the selection streams rows to the client.
+        frame = read_input(args, list_columns(args), client)
+        steps = curate_steps(args, frame.columns)
+        check_pipeline(steps, frame_meta(frame))
+        out = run_pipeline(steps, frame)
+        write_output(out, args.output)
+        report(args, frame, out, steps[-1])
     return 0

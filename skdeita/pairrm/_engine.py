@@ -337,7 +337,8 @@ class PairScorer:
         with progress_bar(len(rows), "PairRM rows", progress) as bar, torch.inference_mode():
             for r, (src, (unique, _)) in enumerate(zip(sources, rows, strict=True)):
                 if len(unique) > 1:
-                    batch = collator([{"index": 0, "source": src, "candidates": unique}])
+                    with self._lock:  # the tokenizer's truncation state, as in _rows_tokens
+                        batch = collator([{"index": 0, "source": src, "candidates": unique}])
                     batch = {k: v.to(self.device) for k, v in batch.items() if v is not None}
                     result = self.ranker._full_predict(**batch)["logits"]
                     out[r][:] = result[0].float().cpu().numpy()

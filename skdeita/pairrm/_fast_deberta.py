@@ -9,12 +9,16 @@ traffic, not arithmetic. :class:`FastForward` stands in for the encoder's
 layers during one forward pass and computes exactly what
 ``DebertaV2Layer.forward`` computes (transformers 4.57 and 5 alike), with:
 
-- attention a block of query rows at a time (softmax is per row), so the
+- attention a block at a time (softmax is per row): several short
+  sequences, or a block of one long sequence's query rows, so the
   length x length intermediates of a block stay in cache (on CUDA: one
   block, as the original);
 - the relative-position index tensors built once per length, not twice per
   layer, and the pair mask built per block rather than as a
   length x length tensor;
+- the position terms computed against the position-table rows a length
+  reads only (for a pair shorter than PairRM's 256 buckets, fewer than the
+  512 rows the full layer multiplies and gathers from);
 - the last layer computed only at the three tokens PairRM's head reads
   (``<|source|>``, ``<|candidate1|>``, ``<|candidate2|>``): keys and values
   still come from every token, the query rows, feed-forward and layer norms
@@ -55,7 +59,10 @@ class RelativeIndex:
 
     DeBERTa's relative position of tokens ``i`` and ``j`` depends on ``i - j``
     only, so the matrix of a shorter sequence is the top-left corner of a
-    longer one.
+    longer one. A sequence of length ``L`` reads only the rows of the
+    position tables (``2 x span`` rows: 512 for PairRM) that relative
+    positions up to ``L - 1`` map to, so the tables are cut to those rows:
+    for a short pair, far fewer.
     """
 
     def __init__(self, config):
@@ -64,11 +71,22 @@ class RelativeIndex:
         if self.max_relative < 1:
             self.max_relative = config.max_position_embeddings
         self.span = self.buckets if self.buckets > 0 else self.max_relative
-        self._full = None  # (rel, c2p index, transposed p2c index) of the longest length
+        self._full = None  # (rel, c2p index, p2c index) of the longest length
+        self._last = None  # (length, device, what get returned): a batch's layers share it
 
     def get(self, length: int, device):
+        """``(rel, c2p index, p2c index, lo, hi)`` of a length.
+
+        ``rel[q, k]``: the relative position; ``c2p[q, k]`` and ``p2c[k, q]``:
+        the rows of the position tables the pair reads, minus ``lo``; the
+        rows read are ``lo .. hi - 1``.
+        """
+        device = torch.device(device)
+        last = self._last
+        if last is not None and last[0] == length and last[1] == device:
+            return last[2]
         full = self._full
-        if full is None or full[0].size(0) < length or full[0].device != torch.device(device):
+        if full is None or full[0].size(0) < length or full[0].device != device:
             from transformers.models.deberta_v2.modeling_deberta_v2 import (
                 build_relative_position,
             )
@@ -80,9 +98,14 @@ class RelativeIndex:
             )[0].to(torch.long)
             span = self.span
             c2p = torch.clamp(rel + span, 0, span * 2 - 1)
-            p2c_t = torch.clamp(-rel + span, 0, span * 2 - 1).t().contiguous()
-            self._full = full = (rel, c2p, p2c_t)
-        return tuple(t[:length, :length] for t in full)
+            p2c = torch.clamp(-rel + span, 0, span * 2 - 1)
+            self._full = full = (rel, c2p, p2c)
+        rel, c2p, p2c = (t[:length, :length] for t in full)
+        lo = int(torch.minimum(c2p.min(), p2c.min()))
+        hi = int(torch.maximum(c2p.max(), p2c.max())) + 1
+        out = (rel, c2p - lo, p2c - lo, lo, hi)
+        self._last = (length, device, out)
+        return out
 
 
 class FastForward:
@@ -198,22 +221,25 @@ class _Layer(torch.nn.Module):
                 pos_key = att.transpose_for_scores(att.pos_key_proj(rel_embeddings), heads)
             if "p2c" in att.pos_att_type:
                 pos_query = att.transpose_for_scores(att.pos_query_proj(rel_embeddings), heads)
-        rel, c2p_index, p2c_index_t = self.owner.index.get(length, query.device)
-        terms = {"rel": rel, "span": span}
+        rel, c2p_index, p2c_index, lo, hi = self.owner.index.get(length, query.device)
+        terms = {"rel": rel, "span": span, "lo": lo}
+        # Only the table rows this length reads (the full layer multiplies all
+        # 2 x span and gathers from them: the same products, the same values).
         if "c2p" in att.pos_att_type:
             terms["c2p_scale"] = _scale(pos_key, scale_factor)
-            # (B*h, R, 2span): query . every relative position, as the full layer
+            pos_key = pos_key[:, lo:hi]
+            # (B*h, R, hi - lo): query . every relative position read
             terms["c2p"] = torch.bmm(query, pos_key.repeat(n_batch, 1, 1).transpose(-1, -2))
             terms["c2p_index"] = c2p_index
         if "p2c" in att.pos_att_type:
             terms["p2c_scale"] = _scale(pos_query, scale_factor)
-            terms["pos_query"] = pos_query  # (h, 2span, d)
+            pos_query = pos_query[:, lo:hi]
+            terms["pos_query"] = pos_query  # (h, hi - lo, d)
             if self.rows is None:
-                # (B*h, 2span, L): key . every relative position, transposed so
-                # that a block's p2c[q, k] = p2c_t[idx_t[q, k], k] is one gather.
-                p2c = torch.bmm(key, pos_query.repeat(n_batch, 1, 1).transpose(-1, -2))
-                terms["p2c_t"] = p2c.transpose(-1, -2).contiguous()
-                terms["p2c_index_t"] = p2c_index_t
+                # (B*h, L, hi - lo): key . every relative position read; a block
+                # of query rows gathers its (L, n) slice, as the full layer does.
+                terms["p2c"] = torch.bmm(key, pos_query.repeat(n_batch, 1, 1).transpose(-1, -2))
+                terms["p2c_index"] = p2c_index
         return terms
 
     # -- attention ------------------------------------------------------------------------
@@ -227,30 +253,51 @@ class _Layer(torch.nn.Module):
         return torch.bmm(probs.view(-1, probs.size(-2), probs.size(-1)), value)
 
     def _blocks(self, query, key_t, value, terms, mask, n_batch, length):
-        """Every query row, a block of rows at a time."""
+        """Every query row, by blocks of about ``block_elements`` attention scores:
+        several whole sequences per block when they are short (long inner
+        loops), else a block of one sequence's query rows."""
         size = self.owner.block_elements
         heads = query.size(0) // n_batch
-        step = length if size is None else max(16, size // (n_batch * heads * length))
+        per_sequence = heads * length * length
+        if size is None:
+            seqs, step = n_batch, length
+        elif per_sequence <= size:
+            seqs, step = size // per_sequence, length
+        else:
+            seqs, step = 1, max(16, size // (heads * length))
         out = []
-        for start in range(0, length, step):
-            block = slice(start, min(start + step, length))
-            n = block.stop - block.start
-            scores = torch.bmm(query[:, block], key_t)  # (B*h, n, L)
-            if terms is not None:
-                rel = 0
-                shape = (query.size(0), n, length)
-                if "c2p" in terms:
-                    c2p = torch.gather(
-                        terms["c2p"][:, block], -1, terms["c2p_index"][block].expand(shape)
-                    )
-                    rel = c2p / terms["c2p_scale"].to(dtype=c2p.dtype)
-                if "p2c_t" in terms:
-                    p2c = torch.gather(terms["p2c_t"], 1, terms["p2c_index_t"][block].expand(shape))
-                    rel = rel + p2c / terms["p2c_scale"].to(dtype=p2c.dtype)
-                scores = scores + rel
-            mask_rows = (mask[:, block, None] & mask[:, None, :]).unsqueeze(1)  # (B, 1, n, L)
-            out.append(self._attend(scores, mask_rows, value, n_batch))
-        return out[0] if len(out) == 1 else torch.cat(out, dim=1)
+        for first in range(0, n_batch, seqs):
+            batch = slice(first, min(first + seqs, n_batch))
+            n_seqs = batch.stop - batch.start
+            hs = slice(batch.start * heads, batch.stop * heads)
+            rows = [
+                self._block(query, key_t, value, terms, mask, batch, hs, n_seqs, start, step)
+                for start in range(0, length, step)
+            ]
+            out.append(rows[0] if len(rows) == 1 else torch.cat(rows, dim=1))
+        return out[0] if len(out) == 1 else torch.cat(out, dim=0)
+
+    def _block(self, query, key_t, value, terms, mask, batch, hs, n_seqs, start, step):
+        """Attention of query rows ``start .. start + step`` of sequences ``batch``."""
+        length = key_t.size(-1)
+        block = slice(start, min(start + step, length))
+        n = block.stop - block.start
+        scores = torch.bmm(query[hs, block], key_t[hs])  # (b*h, n, L)
+        if terms is not None:
+            rel = 0
+            shape = (scores.size(0), n, length)
+            if "c2p" in terms:
+                c2p = torch.gather(
+                    terms["c2p"][hs, block], -1, terms["c2p_index"][block].expand(shape)
+                )
+                rel = c2p / terms["c2p_scale"].to(dtype=c2p.dtype)
+            if "p2c" in terms:
+                index = terms["p2c_index"][:, block].expand(scores.size(0), length, n)
+                p2c = torch.gather(terms["p2c"][hs], -1, index).transpose(-1, -2)
+                rel = rel + p2c / terms["p2c_scale"].to(dtype=p2c.dtype)
+            scores = scores + rel
+        rows_mask = mask[batch, block, None] & mask[batch, None, :]
+        return self._attend(scores, rows_mask.unsqueeze(1), value[hs], n_seqs)
 
     def _rows(self, query, key, key_t, value, terms, mask, n_batch, length):
         """Only the query rows ``self.rows`` (the last layer)."""
@@ -260,10 +307,10 @@ class _Layer(torch.nn.Module):
         scores = torch.bmm(query, key_t)  # (B*h, P, L)
         if terms is not None:
             rel_rows = terms["rel"][rows]  # (B, P, L)
-            span = terms["span"]
+            span, lo = terms["span"], terms["lo"]
             rel = 0
             if "c2p" in terms:
-                index = torch.clamp(rel_rows + span, 0, span * 2 - 1)
+                index = torch.clamp(rel_rows + span, 0, span * 2 - 1) - lo
                 index = index[:, None].expand(n_batch, heads, n_pos, length)
                 c2p = torch.gather(terms["c2p"], -1, index.reshape(-1, n_pos, length))
                 rel = c2p / terms["c2p_scale"].to(dtype=c2p.dtype)
@@ -271,7 +318,7 @@ class _Layer(torch.nn.Module):
                 # The full layer keeps p2c[q, k] = key_k . pos_query[clamp(-rel[k, q] + span)]:
                 # for P query rows, P position vectors per key.
                 rel_cols = terms["rel"][:, rows].permute(1, 0, 2)  # (B, L, P): rel[k, q]
-                index = torch.clamp(-rel_cols + span, 0, span * 2 - 1)
+                index = torch.clamp(-rel_cols + span, 0, span * 2 - 1) - lo
                 picked = terms["pos_query"][:, index]  # (h, B, L, P, d)
                 keys = key.view(n_batch, heads, length, key.size(-1))
                 p2c = torch.einsum("hblpd,bhld->bhpl", picked, keys).reshape(-1, n_pos, length)

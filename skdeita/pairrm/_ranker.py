@@ -211,8 +211,10 @@ class PairRMRanker(BaseModelTransformer):
         scores : list of ndarray of float32
             One array per row.
         """
+        self._check_helper_params()
+        inputs = _text_list(inputs, "inputs")
+        candidates = _text_list(candidates, "candidates", of="lists of str")
         labels = pd.RangeIndex(len(inputs))
-        inputs = list(inputs)
         _check_inputs(inputs, "inputs", labels)
         if len(candidates) != len(inputs):
             raise ValueError(
@@ -243,24 +245,36 @@ class PairRMRanker(BaseModelTransformer):
         result : ndarray of float
             One value per comparison; > 0.5 (or > 0) means A is better.
         """
+        self._check_helper_params()
+        inputs = _text_list(inputs, "inputs")
+        candidates_a = _text_list(candidates_a, "candidates_a")
+        candidates_b = _text_list(candidates_b, "candidates_b")
         if not len(inputs) == len(candidates_a) == len(candidates_b):
             raise ValueError("inputs, candidates_a and candidates_b must have the same length.")
         labels = pd.RangeIndex(len(inputs))
         for name, texts in (("candidates_a", candidates_a), ("candidates_b", candidates_b)):
-            _check_inputs(list(texts), name, labels)
+            _check_inputs(texts, name, labels)
         scores = self.score_candidates(
-            list(inputs), [[a, b] for a, b in zip(candidates_a, candidates_b, strict=True)]
+            inputs, [[a, b] for a, b in zip(candidates_a, candidates_b, strict=True)]
         )
         logits = np.array([s[0] - s[1] for s in scores], dtype=np.float64)
         return logits if return_logits else 1.0 / (1.0 + np.exp(-logits))
 
     # -- implementation --------------------------------------------------------
 
-    def _load_model(self, device: str) -> PairScorer:
+    def _check_helper_params(self) -> None:
+        """What ``fit`` checks, for the helpers that need no fit: before any load."""
+        self._validate_params()
+        self._check_precision()
+
+    def _check_precision(self) -> None:
         if self.fp16 is not None and self.dtype is not None:
             raise ValueError(
                 f"Pass fp16 or dtype, not both (got fp16={self.fp16!r}, dtype={self.dtype!r})."
             )
+
+    def _load_model(self, device: str) -> PairScorer:
+        self._check_precision()
         loaded = load_ranker(
             str(self.model),
             backbone=self.backbone,
@@ -342,6 +356,13 @@ _LOCATION_FIELDS = ("cache_dir", "load_checkpoint", "device")
 
 def _config_settings(config) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in _LOCATION_FIELDS}
+
+
+def _text_list(value, name: str, of: str = "str") -> list:
+    """``value`` as a list, refusing a bare string (a list of its characters)."""
+    if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a list of {of}, got {type(value).__name__}.")
+    return list(value)
 
 
 def _check_inputs(texts: list, name: str, labels) -> None:

@@ -157,6 +157,7 @@ class BaseLMScorer(BaseModelTransformer):
     _fields: tuple[str, ...] = ("instruction",)
     _loading_params = frozenset({"model", "dtype", "trust_remote_code", "local_files_only"})
     _what = "score"  # how a failure is described
+    _n_values = 1  # floats per unit (the cache stores them as one vector)
 
     def _field_columns(self) -> dict[str, str]:
         """``{field: column}`` for row input (not used with ``messages_col``)."""
@@ -209,16 +210,22 @@ class BaseLMScorer(BaseModelTransformer):
         scores = self._cached_scores(lm, units.fields)
         self._handle_failures(scores, units)
         if scores.n_truncated:
-            warn_user(
-                f"{type(self).__name__}: {scores.n_truncated} prompts were longer than "
-                f"max_length={self._max_length(lm)} tokens; their text was cut to fit "
-                "(the template and its closing cue are kept).",
-                TruncationWarning,
-            )
+            warn_user(self._truncation_message(lm, scores.n_truncated), TruncationWarning)
+        return self._outputs(scores.values, units)
+
+    def _truncation_message(self, lm, n_truncated: int) -> str:
+        return (
+            f"{type(self).__name__}: {n_truncated} prompts were longer than "
+            f"max_length={self._max_length(lm)} tokens; their text was cut to fit "
+            "(the template and its closing cue are kept)."
+        )
+
+    def _outputs(self, values: np.ndarray, units: Units) -> dict:
+        """The added columns: one float per row, or a list per conversation."""
         if not units.conversation:
-            return {self.output_col: scores.values}
+            return {self.output_col: values}
         per_row = [[] for _ in range(len(units.labels))]
-        for value, row in zip(scores.values.tolist(), units.row, strict=True):
+        for value, row in zip(values.tolist(), units.row, strict=True):
             per_row[row].append(value)
         return {self.output_col: per_row}
 
@@ -226,7 +233,10 @@ class BaseLMScorer(BaseModelTransformer):
         return self.max_length or lm.context
 
     def _cached_scores(self, lm, fields: list[dict[str, str]]) -> UnitScores:
-        """Scores of the units, reading and filling the on-disk cache."""
+        """Scores of the units, reading and filling the on-disk cache.
+
+        A unit's ``_n_values`` floats are one cached vector.
+        """
         identity = f"{type(self).__name__}|{lm.identity}|{self._cache_params()}"
         cache = VectorCache.from_param(self.cache, identity, kind="scores")
         if cache is None:
@@ -234,13 +244,19 @@ class BaseLMScorer(BaseModelTransformer):
         keys = [text_key(repr(sorted(f.items()))) for f in fields]
         found = cache.get(keys)
         todo = [i for i, v in enumerate(found) if v is None]
-        values = np.array([np.nan if v is None else float(v[0]) for v in found])
+        values = np.full((len(fields), self._n_values), np.nan)
+        for i, v in enumerate(found):
+            if v is not None:
+                values[i] = v
         fresh = self._score_units(lm, [fields[i] for i in todo])
-        values[todo] = fresh.values
-        ok = [k for k, i in enumerate(todo) if k not in fresh.errors]
+        fresh_values = fresh.values.reshape(len(todo), self._n_values)
+        values[todo] = fresh_values
+        ok = [k for k in range(len(todo)) if k not in fresh.errors]
         # Only successes are cached: a failure is retried next time.
-        cache.put([keys[todo[k]] for k in ok], fresh.values[ok].reshape(-1, 1))
+        cache.put([keys[todo[k]] for k in ok], fresh_values[ok])
         errors = {todo[k]: exc for k, exc in fresh.errors.items()}
+        if self._n_values == 1:
+            values = values[:, 0]
         return UnitScores(values, errors, fresh.n_truncated)
 
     def _cache_params(self) -> str:
@@ -269,28 +285,58 @@ class BaseLMScorer(BaseModelTransformer):
         )
 
 
-def run_batches(n: int, lengths, batch_size: int, score_batch, progress, desc: str):
-    """Score ``n`` units in length-sorted batches, isolating failures.
+def sorted_batches(lengths, batch_size: int):
+    """Batches of positions, longest first, ``batch_size`` at a time."""
+    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
 
-    ``score_batch(positions) -> float64 array`` scores the units at
-    ``positions``; a batch that raises is retried one unit at a time, so one
-    bad unit fails alone and its neighbours are still scored. Returns
-    ``(values, errors)``; a non-finite value is a failure too.
+
+# A sequence joins a batch if it needs at most this much padding (a fraction
+# of the batch's longest sequence, or _PAD_TOKENS tokens).
+_PAD_FRACTION, _PAD_TOKENS = 0.25, 16
+
+
+def length_batches(lengths, batch_size: int):
+    """Batches of positions, longest first, each at most ``batch_size`` long
+    and padded by at most a quarter of its longest sequence (or 16 tokens):
+    a short sequence never waits in a batch of long ones."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    batch: list[int] = []
+    for i in np.argsort(-lengths, kind="stable").tolist():
+        if batch:
+            first = lengths[batch[0]]
+            if len(batch) == batch_size or first - lengths[i] > max(
+                _PAD_TOKENS, _PAD_FRACTION * first
+            ):
+                yield np.asarray(batch, dtype=np.intp)
+                batch = []
+        batch.append(i)
+    if batch:
+        yield np.asarray(batch, dtype=np.intp)
+
+
+def run_batches(n: int, batches, score_batch, progress, desc: str):
+    """Score ``n`` units batch by batch, isolating failures.
+
+    ``batches`` yields arrays of unit positions (:func:`sorted_batches`,
+    :func:`length_batches`); ``score_batch(positions) -> float64 array``
+    scores the units at ``positions``. A batch that raises is retried one
+    unit at a time, so one bad unit fails alone and its neighbours are still
+    scored. Returns ``(values, errors)``; a non-finite value is a failure too.
     """
     from ..utils._progress import progress_bar
 
     values = np.full(n, np.nan)
     errors: dict = {}
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
     with progress_bar(n, desc, progress) as bar:
-        for start in range(0, n, batch_size):
-            batch = order[start : start + batch_size]
+        for batch in batches:
             _score_isolating(batch, score_batch, values, errors)
             bar.update(len(batch))
     bad = ~np.isfinite(values)
     for i in np.flatnonzero(bad):
         errors.setdefault(
-            int(i), FloatingPointError("the model gave a non-finite score for this prompt")
+            int(i), FloatingPointError("the model gave a non-finite value for this prompt")
         )
     values[bad] = np.nan
     return values, errors

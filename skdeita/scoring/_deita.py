@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, UnitScores, run_batches
+from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, UnitScores, run_batches, sorted_batches
 from ._first_token import first_token_scores
 
 COMPLEXITY_TEMPLATE = (
@@ -129,8 +129,7 @@ class _DeitaScorer(BaseLMScorer):
         values = np.full(len(units), np.nan)
         scored, failed = run_batches(
             len(todo),
-            [len(sequences[i]) for i in todo],
-            self.batch_size,
+            sorted_batches([len(sequences[i]) for i in todo], self.batch_size),
             score,
             self._progress(),
             f"{type(self).__name__}",

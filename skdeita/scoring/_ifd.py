@@ -40,9 +40,6 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from ..exceptions import TruncationWarning
-from ..utils._disk_cache import VectorCache, text_key
-from ..utils._progress import progress_bar
 from ..utils._validation import (
     check_columns,
     check_dataframe,
@@ -50,8 +47,15 @@ from ..utils._validation import (
     first_labels,
     template_fields,
 )
-from ..utils._warnings import warn_user
-from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, Units, UnitScores, _score_isolating
+from ._base import (
+    LM_SCORER_CONSTRAINTS,
+    BaseLMScorer,
+    Units,
+    UnitScores,
+    length_batches,
+    run_batches,
+)
+from ._perplexity import encode_rows, sequence_losses
 
 # Superfiltering, code_ifd/data_analysis.py, PROMPT_DICT_NONE: (no input, with input).
 SUPERFILTERING_TEMPLATES = ("{instruction}\n", "{instruction}\n{input}\n")
@@ -124,169 +128,6 @@ def _template_fields(template: str, param: str) -> list[str]:
     if "instruction" not in fields:
         raise ValueError(f"{param}={template!r} needs an {{instruction}} field.")
     return fields
-
-
-def encode_truncated(tokenizer, texts: list[str], limits: list[int], full=None):
-    """``tokenizer.encode(text, truncation=True, max_length=limit)`` for each text.
-
-    One batched call encodes every text in full; only the texts longer than
-    their limit are encoded again with the tokenizer's own truncation, so
-    special tokens and the truncation side are the tokenizer's. ``full``: the
-    texts' untruncated ids, when already known. Returns ``(ids, cut)``: the
-    token ids, and whether each text was cut.
-    """
-    if not texts:
-        return [], []
-    if full is None:
-        full = tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
-    out, cut = [], []
-    for text, ids, limit in zip(texts, full, limits, strict=True):
-        cut.append(len(ids) > limit)
-        if cut[-1]:
-            ids = tokenizer.encode(text, truncation=True, max_length=limit, verbose=False)
-        out.append(ids)
-    return out, cut
-
-
-# Rows tokenized per call: bounds the Python lists of token ids.
-_ENCODE_ROWS = 2048
-
-
-def _encode_rows(tokenizer, prompts: list[str], responses: list[str], max_length: int):
-    """Per row, as Superfiltering encodes it (``data_analysis.py``): the
-    prompt's length encoded alone in full (the response's first token), the
-    ids of prompt + response cut at ``max_length``, the ids of the response
-    alone cut at ``max_length`` minus the prompt's (cut) length plus one, and
-    whether either was cut. Ids are kept as int32 arrays."""
-    out = []
-    for s in range(0, len(prompts), _ENCODE_ROWS):
-        chunk_p, chunk_r = prompts[s : s + _ENCODE_ROWS], responses[s : s + _ENCODE_ROWS]
-        m = len(chunk_p)
-        full = tokenizer(chunk_p, add_special_tokens=True, verbose=False)["input_ids"]
-        cut_prompts, _ = encode_truncated(tokenizer, chunk_p, [max_length] * m, full)
-        whole, whole_cut = encode_truncated(
-            tokenizer, [p + r for p, r in zip(chunk_p, chunk_r, strict=True)], [max_length] * m
-        )
-        alone, alone_cut = encode_truncated(
-            tokenizer, chunk_r, [max_length - len(p) + 1 for p in cut_prompts]
-        )
-        for j in range(m):
-            out.append(
-                (
-                    len(full[j]),
-                    np.asarray(whole[j], dtype=np.int32),
-                    np.asarray(alone[j], dtype=np.int32),
-                    bool(whole_cut[j] or alone_cut[j]),
-                )
-            )
-    return out
-
-
-# Positions whose logits are held at once in the split path (about 32 MB of
-# float32 logits, 166 positions of GPT-2's vocabulary): larger blocks leave
-# the CPU caches and are slower, smaller ones pay per-call overhead.
-_LOGIT_ELEMENTS = 1 << 23
-# A sequence joins a batch if it needs at most this much padding (a fraction
-# of the batch's longest sequence, or _PAD_TOKENS tokens).
-_PAD_FRACTION, _PAD_TOKENS = 0.25, 16
-
-
-def length_batches(lengths, batch_size: int):
-    """Batches of positions, longest first, each at most ``batch_size`` long
-    and padded by at most a quarter of its longest sequence (or 16 tokens):
-    a short sequence never waits in a batch of long ones."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    batch: list[int] = []
-    for i in np.argsort(-lengths, kind="stable").tolist():
-        if batch:
-            first = lengths[batch[0]]
-            if len(batch) == batch_size or first - lengths[i] > max(
-                _PAD_TOKENS, _PAD_FRACTION * first
-            ):
-                yield np.asarray(batch, dtype=np.intp)
-                batch = []
-        batch.append(i)
-    if batch:
-        yield np.asarray(batch, dtype=np.intp)
-
-
-def score_batches(lengths, batch_size: int, score_batch, progress, desc: str):
-    """``(values, errors)`` of every sequence, scored in :func:`length_batches`.
-
-    As :func:`skdeita.scoring._base.run_batches`: a batch that fails is
-    retried one sequence at a time, and a non-finite value is a failure.
-    """
-    n = len(lengths)
-    values = np.full(n, np.nan)
-    errors: dict = {}
-    with progress_bar(n, desc, progress) as bar:
-        for batch in length_batches(lengths, batch_size):
-            _score_isolating(batch, score_batch, values, errors)
-            bar.update(len(batch))
-    bad = ~np.isfinite(values)
-    for i in np.flatnonzero(bad):
-        errors.setdefault(int(i), FloatingPointError("the model gave a non-finite loss"))
-    values[bad] = np.nan
-    return values, errors
-
-
-def sequence_losses(lm, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
-    """Mean cross-entropy of each sequence's tokens from ``starts[k]`` on.
-
-    Token ``t`` is predicted from the logits at ``t - 1`` (``starts[k] >= 1``),
-    as a causal LM's loss with the labels before ``starts[k]`` masked. The
-    batch is padded on the right with an attention mask; real tokens keep
-    positions ``0 .. n - 1`` (explicit position ids) and never attend to
-    padding, and each loss is taken over its own row's tokens only.
-
-    When the model's logits are its output layer applied to its base model's
-    hidden states (checked once per model, see :func:`_split_head`), only
-    the scored positions go through the output layer, a bounded number at a
-    time: no ``batch x width x vocabulary`` tensor.
-    """
-    torch = lm.torch
-    b, width = len(sequences), max(len(s) for s in sequences)
-    ids = torch.full((b, width), lm.pad_id, dtype=torch.long)
-    mask = torch.zeros((b, width), dtype=torch.long)
-    for k, seq in enumerate(sequences):
-        ids[k, : len(seq)] = torch.as_tensor(np.asarray(seq, dtype=np.int64))
-        mask[k, : len(seq)] = 1
-    positions = torch.arange(width, dtype=torch.long).expand(b, width)
-    ids, mask, positions = (t.to(lm.device) for t in (ids, mask, positions))
-    counts = [len(s) - st for s, st in zip(sequences, starts, strict=True)]
-    # (row, position) of every predicting position, row by row.
-    rows = torch.cat([torch.full((c,), k, dtype=torch.long) for k, c in enumerate(counts)])
-    cols = torch.cat(
-        [
-            torch.arange(st - 1, len(s) - 1, dtype=torch.long)
-            for s, st in zip(sequences, starts, strict=True)
-        ]
-    )
-    rows, cols = rows.to(lm.device), cols.to(lm.device)
-    targets = ids[rows, cols + 1]
-    split = _split_head(lm)
-    cross_entropy = torch.nn.functional.cross_entropy
-    with torch.inference_mode():
-        if split is None:
-            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
-            token_loss = cross_entropy(logits[rows, cols].float(), targets, reduction="none")
-        else:
-            body, head = split
-            hidden = body(
-                input_ids=ids, attention_mask=mask, position_ids=positions
-            ).last_hidden_state[rows, cols]
-            step = max(1, _LOGIT_ELEMENTS // max(1, head.weight.shape[0]))
-            token_loss = torch.cat(
-                [
-                    cross_entropy(
-                        head(hidden[i : i + step]).float(), targets[i : i + step], reduction="none"
-                    )
-                    for i in range(0, len(targets), step)
-                ]
-            )
-    token_loss = token_loss.double().cpu().numpy()
-    bounds = np.concatenate([[0], np.cumsum(counts)])
-    return np.add.reduceat(token_loss, bounds[:-1]) / np.asarray(counts, dtype=np.float64)
 
 
 class IFDScorer(BaseLMScorer):
@@ -399,6 +240,7 @@ class IFDScorer(BaseLMScorer):
     }
     _fields = ("prompt", "response")
     _what = "compute the IFD of"
+    _n_values = 3  # IFD, perplexity conditioned, perplexity alone
     messages_col = None  # rows only: Superfiltering's IFD is one instruction, one response
 
     def __init__(
@@ -508,7 +350,7 @@ class IFDScorer(BaseLMScorer):
         n = len(units)
         errors: dict = {}
         responses = [u["response"] for u in units]
-        rows = _encode_rows(tok, [u["prompt"] for u in units], responses, max_length)
+        rows = encode_rows(tok, [u["prompt"] for u in units], responses, max_length)
         n_truncated = 0
         items: dict[tuple, int] = {}  # (start, digest of the ids) -> item position
         sequences, starts = [], []
@@ -545,8 +387,12 @@ class IFDScorer(BaseLMScorer):
             return sequence_losses(lm, [sequences[k] for k in batch], [starts[k] for k in batch])
 
         lengths = [len(seq) for seq in sequences]
-        losses, failed = score_batches(
-            lengths, self.batch_size, score, self._progress(), "IFDScorer"
+        losses, failed = run_batches(
+            len(sequences),
+            length_batches(lengths, self.batch_size),
+            score,
+            self._progress(),
+            "IFDScorer",
         )
         values = np.full((n, 3), np.nan)
         todo = np.flatnonzero(unit_items[:, 0] >= 0)
@@ -567,76 +413,21 @@ class IFDScorer(BaseLMScorer):
             values[bad] = np.nan
         return UnitScores(values, errors, n_truncated)
 
-    # -- cache and output (three values per row) --------------------------------
+    # -- output (three values per row) ----------------------------------------
 
     def _cache_params(self) -> str:
         return f"max_length={self.max_length}|ifd-v1"
 
-    def _cached_scores(self, lm, fields: list[dict[str, str]]) -> UnitScores:
-        identity = f"{type(self).__name__}|{lm.identity}|{self._cache_params()}"
-        cache = VectorCache.from_param(self.cache, identity, kind="scores")
-        if cache is None:
-            return self._score_units(lm, fields)
-        keys = [text_key(repr(sorted(f.items()))) for f in fields]
-        found = cache.get(keys)
-        todo = [i for i, v in enumerate(found) if v is None]
-        values = np.full((len(fields), 3), np.nan)
-        for i, v in enumerate(found):
-            if v is not None:
-                values[i] = v
-        fresh = self._score_units(lm, [fields[i] for i in todo])
-        values[todo] = fresh.values
-        ok = [k for k in range(len(todo)) if k not in fresh.errors]
-        # Only successes are cached: a failure is retried next time.
-        cache.put([keys[todo[k]] for k in ok], fresh.values[ok])
-        errors = {todo[k]: exc for k, exc in fresh.errors.items()}
-        return UnitScores(values, errors, fresh.n_truncated)
+    def _truncation_message(self, lm, n_truncated: int) -> str:
+        return (
+            f"IFDScorer: {n_truncated} rows were longer than "
+            f"max_length={self._max_length(lm)} tokens and were cut as Superfiltering "
+            "cuts them (prompt + response to max_length tokens, the response alone to "
+            "max_length minus the prompt's tokens plus one)."
+        )
 
-    def _compute(self, lm, units: Units) -> dict:
-        scores = self._cached_scores(lm, units.fields)
-        self._handle_failures(scores, units)
-        if scores.n_truncated:
-            warn_user(
-                f"IFDScorer: {scores.n_truncated} rows were longer than "
-                f"max_length={self._max_length(lm)} tokens and were cut as Superfiltering "
-                "cuts them (prompt + response to max_length tokens, the response alone to "
-                "max_length minus the prompt's tokens plus one).",
-                TruncationWarning,
-            )
-        out = {self.output_col: scores.values[:, 0]}
+    def _outputs(self, values: np.ndarray, units: Units) -> dict:
+        out = {self.output_col: values[:, 0]}
         for name, column in zip(self._perplexity_cols(), (1, 2), strict=False):
-            out[name] = scores.values[:, column]
+            out[name] = values[:, column]
         return out
-
-
-def _split_head(lm):
-    """``(base model, output layer)`` when the logits are exactly the output
-    layer applied to the base model's last hidden states, else None.
-
-    Checked once per loaded model on a short probe against the full forward
-    pass; a model that scales or caps its logits after the output layer (or
-    is built differently) uses the full forward pass.
-    """
-    if hasattr(lm, "ifd_split_head"):
-        return lm.ifd_split_head
-    torch = lm.torch
-    split = None
-    try:
-        body, head = lm.model.base_model, lm.model.get_output_embeddings()
-        if body is not lm.model and isinstance(head, torch.nn.Linear):
-            probe = lm.encode("Instruction-following difficulty: a short probe sentence.")
-            ids = torch.tensor([probe[:16] or [lm.pad_id]], dtype=torch.long, device=lm.device)
-            kwargs = dict(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                position_ids=torch.arange(ids.shape[1], device=lm.device)[None],
-            )
-            with torch.inference_mode():
-                full = lm.model(**kwargs).logits.float()
-                mine = head(body(**kwargs).last_hidden_state).float()
-            if mine.shape == full.shape and torch.allclose(mine, full, rtol=1e-4, atol=1e-4):
-                split = (body, head)
-    except Exception:  # noqa: BLE001 - any failure just means: use the full forward pass
-        split = None
-    lm.ifd_split_head = split
-    return split

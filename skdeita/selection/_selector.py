@@ -251,6 +251,11 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         of ``X`` uncovered; one so high that the budget is not filled, or is
         filled with low-score rows, loses coverage or quality weight.
 
+        With ``reference`` set, the selection is made against the reference
+        (as in ``transform``), but coverage counts the rows kept from ``X``
+        only: the reference rows have no scores to weight them by. On a Dask
+        DataFrame, compute it first (``X.compute()``) if it fits in memory.
+
         Parameters
         ----------
         X : DataFrame

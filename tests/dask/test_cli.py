@@ -71,3 +71,32 @@ def test_existing_output_folder_is_refused(tmp_path, capsys):
     (tmp_path / "out" / "x").write_text("")
     assert main(["select", str(data), "-o", str(tmp_path / "out"), "--budget", "2"]) == 2
     assert "existing folder" in capsys.readouterr().err
+
+
+@pytest.mark.scoring
+def test_curate_on_a_local_cluster_selects_the_rows_curate_selects_without(
+    tiny_scorer_pair, tmp_path, capsys
+):
+    pytest.importorskip("sentence_transformers")
+    from skdeita.datasets import load_sample
+
+    pool = load_sample()[["instruction", "response"]].head(30).reset_index(drop=True)
+    data = tmp_path / "pool"
+    data.mkdir()
+    for k, (a, b) in enumerate([(0, 11), (11, 11), (11, 30)]):  # one partition empty
+        pool.iloc[a:b].to_parquet(data / f"part.{k}.parquet")
+    c, q = tiny_scorer_pair
+    common = ["curate", f"{data}/", "--budget", "8", "--complexity-model", c]
+    common += ["--quality-model", q]
+    plain = run([*common, "-o", str(tmp_path / "plain.parquet")], capsys)
+    dask_ = run([*common, "-o", str(tmp_path / "dask"), "--cluster", "local:2"], capsys)
+    assert plain.replace("plain.parquet", "X") == dask_.replace("dask", "X")
+    expected, got = read_table(tmp_path / "plain.parquet"), read_table(tmp_path / "dask")
+    assert len(got) == 8
+    assert got.index.tolist() == expected.index.tolist()  # the same rows, in the same order
+    # Scores and embeddings come from other batches on the workers: equal to
+    # float32 rounding, never batch-dependent beyond it.
+    np.testing.assert_allclose(
+        np.stack(got.pop("embedding")), np.stack(expected.pop("embedding")), rtol=1e-4, atol=1e-6
+    )
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-5)

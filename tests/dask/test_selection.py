@@ -209,3 +209,21 @@ def test_million_rows_from_parquet_exact_with_bounded_client_memory(client, tmp_
         ref = DeitaSelector(10_000, diversity_threshold=0.1).fit(pool)
     assert got["index"] == ref.selected_index_.tolist()
     assert got["visited"] == ref.n_visited_
+
+
+def _another_frame_each_call(k):
+    rng = np.random.default_rng()  # fresh entropy: other rows on every pass
+    return make_pool(n=int(rng.integers(40, 160)), seed=int(rng.integers(1 << 30)))
+
+
+def test_an_input_that_changes_between_passes_is_an_input_changed_error(client):
+    import dask
+
+    from skdeita.exceptions import InputChangedError
+
+    with dask.config.set({"dataframe.convert-string": False}):
+        ddf = dd.from_map(
+            _another_frame_each_call, range(3), meta=make_pool(n=1).iloc[:0], enforce_metadata=False
+        )
+    with pytest.raises(InputChangedError, match=r"Partition \d .*[Pp]ersist"):
+        DeitaSelector(10).fit(ddf)

@@ -205,9 +205,9 @@ def test_models_without_a_separable_output_layer_use_the_full_forward_pass(
 ):
     # A model that scales or caps its logits after the output layer is scored
     # through its own forward pass (all logits); the result is the same.
-    import skdeita.scoring._ifd as ifd
+    import skdeita.scoring._perplexity as perplexity
 
-    monkeypatch.setattr(ifd, "_split_head", lambda lm: None)
+    monkeypatch.setattr(perplexity, "split_head", lambda lm: None)
     out = scorer(gpt2_path, batch_size=3).fit_transform(pool)
     assert rel_err(out["ifd_score"], expected["ifd"]) <= 1e-4
 
