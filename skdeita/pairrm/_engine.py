@@ -36,6 +36,7 @@ import threading
 
 import numpy as np
 
+from ..utils._loading import TorchModule
 from ..utils._optional import require
 from ..utils._progress import progress_bar
 from ._loading import DEFAULT_PAIRRM, LoadedRanker
@@ -73,13 +74,13 @@ def block_elements(device: str) -> int | None:
     return None if str(device).startswith("cuda") else 2**19
 
 
-class PairScorer:
+class PairScorer(TorchModule):
     """Comparison matrices of candidate pairs with a loaded llm-blender ranker."""
 
     def __init__(self, loaded: LoadedRanker, *, fast_forward: bool = True):
         from ._fast_deberta import RelativeIndex, supports_fast_forward
 
-        self.torch = require("torch", "PairRMRanker")
+        require("torch", "PairRMRanker")
         self.loaded = loaded
         self.ranker = loaded.ranker
         self.tokenizer = loaded.tokenizer
@@ -110,12 +111,11 @@ class PairScorer:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        del state["torch"], state["_lock"]
+        del state["_lock"]
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.torch = require("torch", "PairRMRanker")
         self._lock = threading.Lock()
 
     # -- limits ------------------------------------------------------------------------

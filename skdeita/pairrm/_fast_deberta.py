@@ -71,15 +71,15 @@ class RelativeIndex:
         if self.max_relative < 1:
             self.max_relative = config.max_position_embeddings
         self.span = self.buckets if self.buckets > 0 else self.max_relative
-        self._full = None  # (rel, c2p index, p2c index) of the longest length
+        self._full = None  # (c2p index, p2c index) of the longest length
         self._last = None  # (length, device, what get returned): a batch's layers share it
 
     def get(self, length: int, device):
-        """``(rel, c2p index, p2c index, lo, hi)`` of a length.
+        """``(c2p index, p2c index, lo, hi)`` of a length.
 
-        ``rel[q, k]``: the relative position; ``c2p[q, k]`` and ``p2c[k, q]``:
-        the rows of the position tables the pair reads, minus ``lo``; the
-        rows read are ``lo .. hi - 1``.
+        ``c2p[q, k]`` and ``p2c[k, q]``: the rows of the position tables that
+        query ``q`` and key ``k`` read, minus ``lo``; the rows read are
+        ``lo .. hi - 1``.
         """
         device = torch.device(device)
         last = self._last
@@ -99,11 +99,11 @@ class RelativeIndex:
             span = self.span
             c2p = torch.clamp(rel + span, 0, span * 2 - 1)
             p2c = torch.clamp(-rel + span, 0, span * 2 - 1)
-            self._full = full = (rel, c2p, p2c)
-        rel, c2p, p2c = (t[:length, :length] for t in full)
+            self._full = full = (c2p, p2c)
+        c2p, p2c = (t[:length, :length] for t in full)
         lo = int(torch.minimum(c2p.min(), p2c.min()))
         hi = int(torch.maximum(c2p.max(), p2c.max())) + 1
-        out = (rel, c2p - lo, p2c - lo, lo, hi)
+        out = (c2p - lo, p2c - lo, lo, hi)
         self._last = (length, device, out)
         return out
 
@@ -221,8 +221,8 @@ class _Layer(torch.nn.Module):
                 pos_key = att.transpose_for_scores(att.pos_key_proj(rel_embeddings), heads)
             if "p2c" in att.pos_att_type:
                 pos_query = att.transpose_for_scores(att.pos_query_proj(rel_embeddings), heads)
-        rel, c2p_index, p2c_index, lo, hi = self.owner.index.get(length, query.device)
-        terms = {"rel": rel, "span": span, "lo": lo}
+        c2p_index, p2c_index, lo, hi = self.owner.index.get(length, query.device)
+        terms = {}
         # Only the table rows this length reads (the full layer multiplies all
         # 2 x span and gathers from them: the same products, the same values).
         if "c2p" in att.pos_att_type:
@@ -235,11 +235,11 @@ class _Layer(torch.nn.Module):
             terms["p2c_scale"] = _scale(pos_query, scale_factor)
             pos_query = pos_query[:, lo:hi]
             terms["pos_query"] = pos_query  # (h, hi - lo, d)
+            terms["p2c_index"] = p2c_index
             if self.rows is None:
                 # (B*h, L, hi - lo): key . every relative position read; a block
                 # of query rows gathers its (L, n) slice, as the full layer does.
                 terms["p2c"] = torch.bmm(key, pos_query.repeat(n_batch, 1, 1).transpose(-1, -2))
-                terms["p2c_index"] = p2c_index
         return terms
 
     # -- attention ------------------------------------------------------------------------
@@ -306,19 +306,16 @@ class _Layer(torch.nn.Module):
         n_pos = rows.size(1)
         scores = torch.bmm(query, key_t)  # (B*h, P, L)
         if terms is not None:
-            rel_rows = terms["rel"][rows]  # (B, P, L)
-            span, lo = terms["span"], terms["lo"]
             rel = 0
             if "c2p" in terms:
-                index = torch.clamp(rel_rows + span, 0, span * 2 - 1) - lo
+                index = terms["c2p_index"][rows]  # (B, P, L)
                 index = index[:, None].expand(n_batch, heads, n_pos, length)
                 c2p = torch.gather(terms["c2p"], -1, index.reshape(-1, n_pos, length))
                 rel = c2p / terms["c2p_scale"].to(dtype=c2p.dtype)
             if "pos_query" in terms:
-                # The full layer keeps p2c[q, k] = key_k . pos_query[clamp(-rel[k, q] + span)]:
+                # The full layer keeps p2c[q, k] = key_k . pos_query[p2c_index[k, q]]:
                 # for P query rows, P position vectors per key.
-                rel_cols = terms["rel"][:, rows].permute(1, 0, 2)  # (B, L, P): rel[k, q]
-                index = torch.clamp(-rel_cols + span, 0, span * 2 - 1) - lo
+                index = terms["p2c_index"][:, rows].permute(1, 0, 2)  # (B, L, P)
                 picked = terms["pos_query"][:, index]  # (h, B, L, P, d)
                 keys = key.view(n_batch, heads, length, key.size(-1))
                 p2c = torch.einsum("hblpd,bhld->bhpl", picked, keys).reshape(-1, n_pos, length)

@@ -187,6 +187,7 @@ class PairRMRanker(BaseModelTransformer):
         self.ranker_config_ = _config_settings(model.config)
 
     def _check_input(self, X):
+        self._check_precision()
         X = check_dataframe(X, type(self).__name__)
         return X, self._rows(X)
 
@@ -274,7 +275,6 @@ class PairRMRanker(BaseModelTransformer):
             )
 
     def _load_model(self, device: str) -> PairScorer:
-        self._check_precision()
         loaded = load_ranker(
             str(self.model),
             backbone=self.backbone,
