@@ -9,6 +9,9 @@ from __future__ import annotations
 
 __all__ = [
     "BudgetNotReachedWarning",
+    "CacheDamagedWarning",
+    "CacheError",
+    "CacheWriteWarning",
     "InputChangedError",
     "ModelNotFoundError",
     "ScoringError",
@@ -46,3 +49,19 @@ class ScoringFailedWarning(UserWarning):
 
 class TruncationWarning(UserWarning):
     """Texts were cut to fit a model's context (the template's cue is kept)."""
+
+
+class CacheError(OSError):
+    """The ``cache=`` folder cannot be created or written (checked before any
+    model loads)."""
+
+
+class CacheDamagedWarning(UserWarning):
+    """A file in the ``cache=`` folder is truncated, corrupted or foreign: it is
+    skipped (never trusted) and its rows are computed again."""
+
+
+class CacheWriteWarning(UserWarning):
+    """Writing to the ``cache=`` folder failed during a run (a full disk, a
+    folder made read-only): checkpointing stops, the run goes on, and what was
+    written before stays valid."""
