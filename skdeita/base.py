@@ -19,7 +19,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,10 +33,14 @@ from .utils._dask import (
     is_dask_collection,
     transform_model_transformer,
 )
-from .utils._model_cache import cached_model
+from .utils._model_cache import cached_model, loaded_model
 from .utils._optional import resolve_device
 from .utils._progress import progress_enabled
+from .utils._store_shim import ResultStore
+from .utils._units import UnitResults, compute_units
 from .utils._validation import check_device
+
+logger = logging.getLogger("skdeita")
 
 
 class FrameTransformerMixin:
@@ -79,17 +85,36 @@ class FrameTransformerMixin:
 class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """Base class of the model-backed transformers (not for direct use).
 
-    Subclasses define ``_check_input``, ``_load_model``, ``_compute`` and
-    ``_added_columns``; they may extend ``_on_fit`` (fitted attributes that
-    need the model) and ``_model_key`` (what identifies a loaded model).
-    They must have the parameters ``device``, ``show_progress_bar`` and
+    A subclass turns its checked input into *units* (one model input each: a
+    prompt, a text, a pair of candidates) and states:
+
+    - ``_check_input(X)`` -> ``(frame, prepared)``, raising on bad input
+      before any model loads;
+    - ``_units(prepared)`` -> :class:`Units`: each unit's key (everything
+      that goes into the model for it) and row;
+    - ``_compute_units(prepared, positions, isolated)``: yields
+      :class:`~skdeita.utils._units.UnitBatch` es of values for the units at
+      ``positions`` (it calls ``_get_model()``, so a call whose units all
+      come from the cache loads nothing);
+    - ``_columns(prepared, results)`` -> ``{column: values}``, one value per
+      row (and the failure policy);
+    - ``_value_shape()`` -> ``(width, dtype)`` of one unit's value;
+    - ``_cache_identity()``: every setting that changes a value (the model's
+      content digest included), the key of its ``cache=`` folder;
+    - ``_load_model(device)``, ``_added_columns()``, ``_input_columns()``.
+
+    They may extend ``_on_fit`` (fitted attributes that need the model) and
+    ``_model_key`` (what identifies a loaded model). They must have the
+    parameters ``device``, ``cache``, ``show_progress_bar`` and
     ``store_weights_in_pickle``.
     """
+
+    _cache_kind = "values"  # the cache's sub-folder: skdeita-<kind>
 
     # -- what a subclass states ------------------------------------------------
 
     def _check_input(self, X) -> tuple[pd.DataFrame, object]:
-        """``(frame, prepared)``: the frame to copy and what ``_compute`` needs.
+        """``(frame, prepared)``: the frame to copy and what the computation needs.
 
         Must raise on any bad input without loading a model.
         """
@@ -99,8 +124,19 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         """Load and return the model (called at most once per process and key)."""
         raise NotImplementedError
 
-    def _compute(self, model, prepared) -> dict:
-        """``{column: values}`` to add, one value per row of the frame."""
+    def _units(self, prepared) -> Units:
+        raise NotImplementedError
+
+    def _compute_units(self, prepared, positions: np.ndarray, isolated: np.ndarray):
+        raise NotImplementedError
+
+    def _columns(self, prepared, results: UnitResults) -> dict:
+        raise NotImplementedError
+
+    def _value_shape(self) -> tuple[int, type]:
+        raise NotImplementedError
+
+    def _cache_identity(self) -> str:
         raise NotImplementedError
 
     def _added_columns(self) -> list[str]:
@@ -164,7 +200,59 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         if is_dask_collection(X):
             return transform_model_transformer(self, X)
         frame, prepared = self._check_input(X)
-        return self._output(frame, self._compute(self._get_model(), prepared))
+        return self._output(frame, self._compute(prepared))
+
+    def _compute(self, prepared, isolate: np.ndarray | None = None) -> dict:
+        """``{column: values}`` for the rows: each distinct unit once, the cached
+        ones from the ``cache=`` folder, the rest checkpointed batch by batch.
+
+        ``isolate``: keys to compute each in a batch of its own (on Dask, the
+        keys that other partitions hold too).
+        """
+        return self._columns(prepared, self._run_units(prepared, isolate))
+
+    def _run_units(self, prepared, isolate: np.ndarray | None = None) -> UnitResults:
+        """Every unit's value through the compute core (see :mod:`skdeita.utils._units`)."""
+        units = self._units(prepared)
+        width, dtype = self._value_shape()
+        store = self._store(width, dtype)
+        results = compute_units(
+            units.keys,
+            lambda positions, isolated: self._compute_units(prepared, positions, isolated),
+            width=width,
+            dtype=dtype,
+            store=store,
+            isolate=isolate,
+            progress=self._progress(),
+            desc=type(self).__name__,
+        )
+        if store is not None:
+            self._record_cache_stats(units, results)
+        return results
+
+    def _store(self, width: int, dtype):
+        if getattr(self, "cache", None) is None:
+            return None
+        return ResultStore.from_param(
+            self.cache, self._cache_identity(), self._cache_kind, width=width, dtype=dtype
+        )
+
+    def _record_cache_stats(self, units: Units, results: UnitResults) -> None:
+        """``cache_stats_`` and one log line: how many rows the cache served."""
+        n_rows = units.n_rows
+        has_units = np.bincount(units.rows, minlength=n_rows) > 0
+        computed = np.bincount(units.rows, weights=~results.from_cache, minlength=n_rows) > 0
+        from_cache = int((has_units & ~computed).sum())
+        self.cache_stats_ = {
+            "rows": n_rows,
+            "rows_from_cache": from_cache,
+            "units": len(units.keys),
+            "units_from_cache": int(results.from_cache.sum()),
+            "units_computed": results.n_computed,
+        }
+        logger.info(
+            "%s: %s of %s rows from cache", type(self).__name__, f"{from_cache:,}", f"{n_rows:,}"
+        )
 
     def _output(self, frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
         out = frame.copy()
@@ -172,14 +260,28 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             out[name] = pd.Series(values, index=frame.index, dtype=_dtype_of(values))
         return out
 
+    @property
+    def _model(self):
+        """The loaded model, or None: held by the process's model cache (so
+        that it can be released), or pinned to this estimator (a model object
+        the user passed, or one unpickled with ``store_weights_in_pickle``)."""
+        pinned = self.__dict__.get("_pinned_model")
+        if pinned is not None:
+            return pinned
+        key = self._model_key()
+        return None if key is None else loaded_model(key)
+
     def _get_model(self):
         """The loaded model: on first use (never in ``__init__``), once per process."""
-        model = getattr(self, "_model", None)
+        model = self._model
         if model is None:
             check_device(self.device)
             device = resolve_device(self.device)
-            model = cached_model(self._model_key(), lambda: self._load_model(device))
-            self._model = model
+            key = self._model_key()
+            if key is None:  # not shareable: it stays with this estimator
+                model = self._pinned_model = self._load_model(device)
+            else:
+                model = cached_model(key, lambda: self._load_model(device), device=device)
         return model
 
     def _progress(self) -> bool:
@@ -187,9 +289,19 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
 
     def __getstate__(self):
         state = super().__getstate__()
-        if not self.store_weights_in_pickle:
-            state.pop("_model", None)
+        state.pop("_pinned_model", None)
+        if self.store_weights_in_pickle and self._model is not None:
+            state["_pinned_model"] = self._model
         return state
+
+
+@dataclass
+class Units:
+    """The units of a checked input: what the compute core works on."""
+
+    keys: np.ndarray  # (n_units,) V16: a digest of everything the model reads
+    rows: np.ndarray  # (n_units,) the row position of each unit
+    n_rows: int
 
 
 def _dtype_of(values):

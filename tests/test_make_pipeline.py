@@ -124,7 +124,7 @@ def test_grid_search_scores_each_row_once_with_a_cache(scorers, pool, tmp_path, 
         calls.append(len(sequences))
         return real(lm, sequences, token_ids)
 
-    monkeypatch.setattr("skdeita.scoring._deita.first_token_scores", counting)
+    monkeypatch.setattr("skdeita.scoring._first_token.first_token_scores", counting)
     pipe = make_deita_pipeline(
         0.5, complexity_model=c, quality_model=q, cache=tmp_path, show_progress_bar=False
     )

@@ -1,6 +1,7 @@
 """Model backends for EmbeddingTransformer: load once, encode lists of texts.
 
-Two backends share one small interface (``encode``, ``dim``, ``identity``):
+Two backends share one small interface (``iter_encode`` over batches the
+caller chooses, ``encode``, ``dim``, ``identity``, ``source``):
 
 - sentence-transformers, which pools as the model's own config says;
 - raw transformers (AutoTokenizer/AutoModel) with ``mean``, ``cls`` or
@@ -17,6 +18,7 @@ import os
 
 import numpy as np
 
+from ..utils._fingerprint import module_digest
 from ..utils._loading import (
     LOAD_ERRORS,
     TorchModule,
@@ -24,7 +26,6 @@ from ..utils._loading import (
     model_max_length,
     not_found,
     torch_dtype,
-    weights_fingerprint,
 )
 from ..utils._optional import require
 from ..utils._progress import progress_bar
@@ -53,7 +54,29 @@ def resolve_model_name(model: str) -> str:
     return model
 
 
-class SentenceTransformerEncoder:
+class _Encoder:
+    """What every encoder shares: ``encode`` over its ``iter_encode``."""
+
+    def encode(self, texts: list[str], *, batch_size: int, normalize: bool, progress) -> np.ndarray:
+        """Embed ``texts`` (length-sorted batches; results in input order)."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        with progress_bar(len(texts), "Embedding", progress) as bar:
+            for idx, vectors in self.iter_encode(
+                texts, length_sorted_batches(texts, batch_size), normalize=normalize
+            ):
+                out[idx] = vectors
+                bar.update(len(idx))
+        return out
+
+
+def length_sorted_batches(texts: list[str], batch_size: int):
+    """Positions in batches of ``batch_size``, longest text first (less padding)."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    for start in range(0, len(texts), batch_size):
+        yield order[start : start + batch_size]
+
+
+class SentenceTransformerEncoder(_Encoder):
     """Encodes with a :class:`sentence_transformers.SentenceTransformer`."""
 
     def __init__(
@@ -63,7 +86,8 @@ class SentenceTransformerEncoder:
         torch = require("torch", "EmbeddingTransformer")
         if isinstance(model, st.SentenceTransformer):
             self.model = model
-            self.name = f"object:{type(model).__name__}:{weights_fingerprint(model)}"
+            self.name = f"object:{type(model).__name__}:{module_digest(model)}"
+            self.source = None
         else:
             name = resolve_model_name(str(model))
             check_local_model_dir(name, "sentence-transformers")
@@ -78,6 +102,7 @@ class SentenceTransformerEncoder:
             except LOAD_ERRORS as exc:
                 raise not_found(str(model), exc, _OFFLINE_HINT) from exc
             self.name = os.path.abspath(name) if os.path.isdir(name) else name
+            self.source = name  # a folder or a hub name, for its content digest
         self.device = device
         self.max_length = max_length
         self.dtype = torch_dtype(torch, dtype)
@@ -90,25 +115,26 @@ class SentenceTransformerEncoder:
         self.dim = int(get_dim())
         self.identity = f"st|{self.name}|{dtype}|{max_length}"
 
-    def encode(self, texts: list[str], *, batch_size: int, normalize: bool, progress) -> np.ndarray:
+    def iter_encode(self, texts: list[str], batches, *, normalize: bool):
         saved = self.model.max_seq_length
         if self.max_length is not None:
             self.model.max_seq_length = self.max_length
         try:
-            out = self.model.encode(
-                texts,
-                batch_size=batch_size,
-                normalize_embeddings=normalize,
-                convert_to_numpy=True,
-                show_progress_bar=progress,
-                device=self.device,
-            )
+            for idx in batches:
+                out = self.model.encode(
+                    [texts[i] for i in idx],
+                    batch_size=max(len(idx), 1),
+                    normalize_embeddings=normalize,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                    device=self.device,
+                )
+                yield idx, np.asarray(out, dtype=np.float32)
         finally:  # a user-supplied model is left as it was given
             self.model.max_seq_length = saved
-        return np.asarray(out, dtype=np.float32)
 
 
-class TransformersEncoder(TorchModule):
+class TransformersEncoder(TorchModule, _Encoder):
     """AutoTokenizer + AutoModel with an explicit pooling."""
 
     def __init__(
@@ -151,20 +177,17 @@ class TransformersEncoder(TorchModule):
         self._takes_position_ids = (
             "position_ids" in inspect.signature(self.model.forward).parameters
         )
+        self.source = name  # a folder or a hub name, for its content digest
         name = os.path.abspath(name) if os.path.isdir(name) else name
         self.identity = (
             f"tf|{name}|{dtype}|{self.max_length}|{pooling}|"
             f"{sorted((k, str(v)) for k, v in kwargs.items())}"
         )
 
-    def encode(self, texts: list[str], *, batch_size: int, normalize: bool, progress) -> np.ndarray:
+    def iter_encode(self, texts: list[str], batches, *, normalize: bool):
         torch = self.torch
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        # Length-sorted batches pad less; results go back to input order.
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        with progress_bar(len(texts), "Embedding", progress) as bar, torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
+        with torch.inference_mode():
+            for idx in batches:
                 batch = self.tokenizer(
                     [texts[i] for i in idx],
                     padding=True,
@@ -181,9 +204,7 @@ class TransformersEncoder(TorchModule):
                 vec = pool_hidden_states(hidden, batch["attention_mask"], self.pooling)
                 if normalize:
                     vec = torch.nn.functional.normalize(vec.float(), dim=-1)
-                out[idx] = vec.float().cpu().numpy()
-                bar.update(len(idx))
-        return out
+                yield idx, vec.float().cpu().numpy()
 
 
 def pool_hidden_states(hidden, attention_mask, pooling: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -10,13 +11,14 @@ import pandas as pd
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ..base import BaseModelTransformer
+from ..base import BaseModelTransformer, Units
 from ..utils._conversations import (
     CONVERSATION_TEMPLATES,
     check_messages_column,
     render_conversation,
 )
-from ..utils._disk_cache import VectorCache, text_key
+from ..utils._fingerprint import model_digest
+from ..utils._units import UnitBatch, batch_plan, unit_keys
 from ..utils._validation import (
     check_columns,
     check_dataframe,
@@ -24,7 +26,7 @@ from ..utils._validation import (
     check_unicode,
     template_fields,
 )
-from ._backends import DEFAULT_MODEL, load_encoder
+from ._backends import DEFAULT_MODEL, length_sorted_batches, load_encoder
 
 
 class EmbeddingTransformer(BaseModelTransformer):
@@ -72,8 +74,9 @@ class EmbeddingTransformer(BaseModelTransformer):
         Scale each embedding to unit L2 norm.
     dtype : {"float32", "float16", "bfloat16"}, default="float32"
         Model weights' dtype; outputs are always float32.
-    dedupe : bool, default=True
-        Embed each distinct text once (the output is identical either way).
+    dedupe : bool, default="deprecated"
+        Deprecated in 0.2, removed in 0.3: each distinct text is always
+        embedded once.
     cache : str, path, joblib.Memory or None, default=None
         Where to keep embeddings across fits, clones and grid-search folds,
         keyed by model identity and text.
@@ -135,7 +138,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         "device": [str, None],
         "normalize_embeddings": ["boolean"],
         "dtype": [StrOptions({"float32", "float16", "bfloat16"})],
-        "dedupe": ["boolean"],
+        "dedupe": ["boolean", StrOptions({"deprecated"})],
         "cache": [str, os.PathLike, HasMethods(["cache"]), None],
         "on_missing": [StrOptions({"raise", "empty"})],
         "show_progress_bar": ["boolean", None],
@@ -162,7 +165,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         device: str | None = None,
         normalize_embeddings: bool = False,
         dtype: str = "float32",
-        dedupe: bool = True,
+        dedupe: bool | str = "deprecated",
         cache=None,
         on_missing: str = "raise",
         show_progress_bar: bool | None = None,
@@ -243,7 +246,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         return super().transform(X)
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Embed a list of texts (dedupe and cache applied).
+        """Embed a list of texts (each distinct text once; ``cache`` applied).
 
         Parameters
         ----------
@@ -256,28 +259,7 @@ class EmbeddingTransformer(BaseModelTransformer):
             One row per text, in order.
         """
         check_is_fitted(self, "embedding_dim_")
-        unique = list(dict.fromkeys(texts)) if self.dedupe else list(texts)
-        cache = VectorCache.from_param(self.cache, self._cache_identity())
-        found = cache.get([text_key(t) for t in unique]) if cache else [None] * len(unique)
-        todo = [i for i, v in enumerate(found) if v is None]
-        vectors = np.empty((len(unique), self.embedding_dim_), dtype=np.float32)
-        if todo:
-            fresh = self._get_model().encode(
-                [unique[i] for i in todo],
-                batch_size=self.batch_size,
-                normalize=self.normalize_embeddings,
-                progress=self._progress(),
-            )
-            vectors[todo] = fresh
-            if cache:
-                cache.put([text_key(unique[i]) for i in todo], fresh)
-        for i, v in enumerate(found):
-            if v is not None:
-                vectors[i] = v
-        if not self.dedupe:
-            return vectors
-        where = {t: i for i, t in enumerate(unique)}
-        return vectors[[where[t] for t in texts]] if texts else vectors
+        return self._compute(list(texts))[self.output_col]
 
     def __getstate__(self):
         if not self.store_weights_in_pickle and not isinstance(self.model, str | os.PathLike):
@@ -291,9 +273,19 @@ class EmbeddingTransformer(BaseModelTransformer):
     # -- implementation --------------------------------------------------------
 
     def _on_fit(self) -> None:
+        if self.dedupe != "deprecated":
+            warnings.warn(
+                "dedupe was deprecated in skdeita 0.2 and will be removed in 0.3: every "
+                "model-backed step now computes each distinct input once (identical inputs "
+                "always get identical values). Leave it unset.",
+                FutureWarning,
+                stacklevel=3,
+            )
         encoder = self._get_model()
         self.embedding_dim_ = encoder.dim
-        self.model_identity_ = encoder.identity
+        digest = model_digest(encoder.source, cache=self.cache) if encoder.source else None
+        # The weights' content too: a model changed in place is another model.
+        self.model_identity_ = f"{encoder.identity}|{digest or 'no-digest'}"
         self.device_ = encoder.device
 
     def _model_key(self):
@@ -307,8 +299,23 @@ class EmbeddingTransformer(BaseModelTransformer):
         frame, column = self._as_frame(X)
         return frame, self._texts(frame, column)
 
-    def _compute(self, model, texts) -> dict:
-        return {self.output_col: self.embed(texts)}
+    def _units(self, texts: list[str]) -> Units:
+        return Units(unit_keys(texts), np.arange(len(texts)), len(texts))
+
+    def _value_shape(self) -> tuple[int, type]:
+        return self.embedding_dim_, np.float32
+
+    def _compute_units(self, texts: list[str], positions, isolated):
+        encoder = self._get_model()
+        local = [texts[p] for p in positions.tolist()]
+        plan = batch_plan(
+            isolated, lambda idx: length_sorted_batches([local[i] for i in idx], self.batch_size)
+        )
+        for idx, vectors in encoder.iter_encode(local, plan, normalize=self.normalize_embeddings):
+            yield UnitBatch(positions[idx], vectors)
+
+    def _columns(self, texts: list[str], results) -> dict:
+        return {self.output_col: results.values}
 
     def _input_columns(self) -> dict:
         if self.messages_col is not None:
@@ -332,6 +339,8 @@ class EmbeddingTransformer(BaseModelTransformer):
 
     def _cache_identity(self) -> str:
         return f"{self.model_identity_}|normalize={self.normalize_embeddings}"
+
+    _cache_kind = "embeddings"
 
     def _wide_names(self) -> list[str]:
         width = max(3, len(str(self.embedding_dim_ - 1)))

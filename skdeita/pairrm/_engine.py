@@ -39,9 +39,11 @@ import numpy as np
 from ..utils._loading import TorchModule
 from ..utils._optional import require
 from ..utils._progress import progress_bar
+from ..utils._units import batch_plan
 from ._loading import DEFAULT_PAIRRM, LoadedRanker
 
 __all__ = [
+    "CandidatePairs",
     "DEFAULT_PAIRRM",
     "PairScorer",
     "default_batch_tokens",
@@ -246,32 +248,67 @@ class PairScorer(TorchModule):
         Identical candidates share one computation; their own pairs are 0
         (they cancel in the score either way).
         """
+        pairs = CandidatePairs.of(sources, candidates)
+        logits = np.zeros(len(pairs.left), dtype=np.float32)
+        with progress_bar(len(logits), "PairRM pairs", progress) as bar:
+            for idx, values in self.iter_pair_logits(
+                pairs.sources,
+                pairs.left,
+                pairs.right,
+                np.zeros(len(logits), dtype=bool),
+                source_max_length=source_max_length,
+                candidate_max_length=candidate_max_length,
+                max_batch_tokens=max_batch_tokens,
+                batch_size=batch_size,
+            ):
+                logits[idx] = values
+                bar.update(len(idx))
+        return pairs.matrices(logits)
+
+    def iter_pair_logits(
+        self,
+        sources: list[str],
+        left: list[str],
+        right: list[str],
+        isolated: np.ndarray,
+        *,
+        source_max_length: int | None = None,
+        candidate_max_length: int | None = None,
+        max_batch_tokens: int | None = None,
+        batch_size: int | None = None,
+    ):
+        """Yield ``(positions, logits)``: for each pair ``k``, the logit that
+        ``left[k]`` beats ``right[k]`` as an answer to ``sources[k]``, a batch
+        at a time. Pairs marked ``isolated`` are scored in batches of one."""
         collator = self._collator(*self.limits(source_max_length, candidate_max_length))
-        rows = []
-        for cands in candidates:
-            unique = list(dict.fromkeys(cands))
-            rows.append((unique, [unique.index(c) for c in cands]))
-        out = [np.zeros((len(u), len(u)), dtype=np.float32) for u, _ in rows]
+        rows: dict[str, dict[str, int]] = {}  # source -> its candidates' positions
+        for src, a, b in zip(sources, left, right, strict=True):
+            cands = rows.setdefault(src, {})
+            cands.setdefault(a, len(cands))
+            cands.setdefault(b, len(cands))
         if self.encoder_decoder:
-            self._row_by_row(collator, sources, rows, out, progress)
-        else:
-            pairs = []  # (row, i, j, token ids, (source, cand1, cand2) positions)
-            todo = [r for r, (unique, _) in enumerate(rows) if len(unique) > 1]
-            tokens = self._rows_tokens(
-                collator, [sources[r] for r in todo], [rows[r][0] for r in todo]
+            yield from self._row_by_row(collator, sources, left, right, rows, isolated)
+            return
+        order = list(rows)
+        segments = self._rows_tokens(collator, order, [list(rows[s]) for s in order])
+        tokens = dict(zip(order, segments, strict=True))
+        pairs = []  # (token ids, (source, cand1, cand2) positions)
+        for src, a, b in zip(sources, left, right, strict=True):
+            src_seg, cand_segs = tokens[src]
+            where = rows[src]
+            pairs.append(
+                self._pair(
+                    src_seg,
+                    self._marked(cand_segs[where[a]], self.cand1_id),
+                    self._marked(cand_segs[where[b]], self.cand2_id),
+                )
             )
-            for r, (src_seg, cand_segs) in zip(todo, tokens, strict=True):
-                lefts = [self._marked(c, self.cand1_id) for c in cand_segs]
-                rights = [self._marked(c, self.cand2_id) for c in cand_segs]
-                for i, left in enumerate(lefts):
-                    for j, right in enumerate(rights):
-                        if i != j:
-                            pairs.append((r, i, j, *self._pair(src_seg, left, right)))
-            budget = max_batch_tokens or default_batch_tokens(self.device)
-            logits = self._score_pairs(pairs, budget, batch_size, progress)
-            for (r, i, j, *_), value in zip(pairs, logits, strict=True):
-                out[r][i, j] = value
-        return [m[np.ix_(where, where)] for m, (_, where) in zip(out, rows, strict=True)]
+        budget = max_batch_tokens or default_batch_tokens(self.device)
+        lengths = np.array([len(p[0]) for p in pairs], dtype=np.int64)
+        plan = batch_plan(isolated, lambda idx: self.batches(lengths[idx], budget, batch_size))
+        with self.torch.inference_mode():
+            for idx in plan:
+                yield idx, self._score_batch([pairs[k] for k in idx])
 
     def _marked(self, segment, marker):
         """``<|candidate|>`` replaced by ``marker``, as the ranker's ``_forward`` does."""
@@ -291,24 +328,17 @@ class PairScorer(TorchModule):
             yield order[start : start + n]
             start += n
 
-    def _score_pairs(self, pairs, max_batch_tokens, batch_size, progress) -> np.ndarray:
-        torch = self.torch
-        logits = np.empty(len(pairs), dtype=np.float32)
-        lengths = [len(p[3]) for p in pairs]
-        with progress_bar(len(pairs), "PairRM pairs", progress) as bar, torch.inference_mode():
-            for idx in self.batches(lengths, max_batch_tokens, batch_size):
-                width = lengths[idx[0]]
-                ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-                mask = np.zeros((len(idx), width), dtype=np.int64)
-                positions = np.empty((len(idx), 3), dtype=np.int64)
-                for k, p in enumerate(idx):
-                    seq = pairs[p][3]
-                    ids[k, : len(seq)] = seq
-                    mask[k, : len(seq)] = 1
-                    positions[k] = pairs[p][4]
-                logits[idx] = self._forward(ids, mask, positions)
-                bar.update(len(idx))
-        return logits
+    def _score_batch(self, pairs) -> np.ndarray:
+        """Logits of a batch of pairs, right-padded to the longest."""
+        width = max(len(p[0]) for p in pairs)
+        ids = np.full((len(pairs), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(pairs), width), dtype=np.int64)
+        positions = np.empty((len(pairs), 3), dtype=np.int64)
+        for k, (seq, where) in enumerate(pairs):
+            ids[k, : len(seq)] = seq
+            mask[k, : len(seq)] = 1
+            positions[k] = where
+        return self._forward(ids, mask, positions)
 
     def _forward(self, ids, mask, positions) -> np.ndarray:
         """Logits of a batch of pairs (right-padded ``ids``, ``mask``)."""
@@ -331,18 +361,66 @@ class PairScorer(TorchModule):
         left, right, _ = self.ranker.reduce(encs[:, 0], encs[:, 1], encs[:, 2])
         return (left - right).mean(dim=-1).float().cpu().numpy()
 
-    def _row_by_row(self, collator, sources, rows, out, progress) -> None:
-        """Encoder-decoder backbones: llm-blender's own ``_full_predict``, one row at a time."""
+    def _row_by_row(self, collator, sources, left, right, rows, isolated):
+        """Encoder-decoder backbones: llm-blender's own ``_full_predict``, one
+        source at a time over the candidates its pairs name (an isolated pair:
+        over its own two candidates)."""
         torch = self.torch
-        with progress_bar(len(rows), "PairRM rows", progress) as bar, torch.inference_mode():
-            for r, (src, (unique, _)) in enumerate(zip(sources, rows, strict=True)):
-                if len(unique) > 1:
-                    with self._lock:  # the tokenizer's truncation state, as in _rows_tokens
-                        batch = collator([{"index": 0, "source": src, "candidates": unique}])
-                    batch = {k: v.to(self.device) for k, v in batch.items() if v is not None}
-                    result = self.ranker._full_predict(**batch)["logits"]
-                    out[r][:] = result[0].float().cpu().numpy()
-                bar.update(1)
+        by_source: dict[str, list[int]] = {}
+        alone = []
+        for k, src in enumerate(sources):
+            (alone if isolated[k] else by_source.setdefault(src, [])).append(k)
+        groups = [(sources[ks[0]], ks, list(rows[sources[ks[0]]])) for ks in by_source.values()]
+        groups += [(sources[k], [k], list(dict.fromkeys([left[k], right[k]]))) for k in alone]
+        with torch.inference_mode():
+            for src, ks, cands in groups:
+                with self._lock:  # the tokenizer's truncation state, as in _rows_tokens
+                    batch = collator([{"index": 0, "source": src, "candidates": cands}])
+                batch = {k: v.to(self.device) for k, v in batch.items() if v is not None}
+                matrix = self.ranker._full_predict(**batch)["logits"][0].float().cpu().numpy()
+                where = {c: i for i, c in enumerate(cands)}
+                idx = np.asarray(ks, dtype=np.intp)
+                yield idx, np.array([matrix[where[left[k]], where[right[k]]] for k in ks])
+
+
+class CandidatePairs:
+    """Every ordered pair of distinct candidates of every row, and back to matrices."""
+
+    def __init__(self, sources, left, right, row, uniques, where):
+        self.sources, self.left, self.right = sources, left, right
+        self.row = row  # the row of each pair
+        self.uniques = uniques  # each row's distinct candidates
+        self.where = where  # each row's candidates as positions in its uniques
+
+    @classmethod
+    def of(cls, sources: list[str], candidates: list[list[str]]) -> CandidatePairs:
+        pair_sources, left, right, row, uniques, where = [], [], [], [], [], []
+        for r, (src, cands) in enumerate(zip(sources, candidates, strict=True)):
+            unique = list(dict.fromkeys(cands))
+            uniques.append(unique)
+            index = {c: i for i, c in enumerate(unique)}
+            where.append([index[c] for c in cands])
+            for a in unique:
+                for b in unique:
+                    if a != b:
+                        pair_sources.append(src)
+                        left.append(a)
+                        right.append(b)
+                        row.append(r)
+        return cls(pair_sources, left, right, np.asarray(row, dtype=np.intp), uniques, where)
+
+    def matrices(self, logits: np.ndarray) -> list[np.ndarray]:
+        """Each row's ``M[i, j]`` over its candidates (in their given order)."""
+        out, k = [], 0
+        for unique, where in zip(self.uniques, self.where, strict=True):
+            m = np.zeros((len(unique), len(unique)), dtype=np.float32)
+            for i in range(len(unique)):
+                for j in range(len(unique)):
+                    if i != j:
+                        m[i, j] = logits[k]
+                        k += 1
+            out.append(m[np.ix_(where, where)])
+        return out
 
 
 def scores_from_matrix(matrix: np.ndarray) -> np.ndarray:

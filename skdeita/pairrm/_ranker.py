@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 from numbers import Integral
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ..base import BaseModelTransformer
+from ..base import BaseModelTransformer, Units
+from ..utils._fingerprint import model_digest
+from ..utils._units import UnitBatch, unit_keys
 from ..utils._validation import check_columns, check_dataframe, check_unicode, first_labels
 from ..utils._warnings import warn_user
-from ._engine import DEFAULT_PAIRRM, PairScorer, ranks_from_scores, scores_from_matrix
+from ._engine import (
+    DEFAULT_PAIRRM,
+    CandidatePairs,
+    PairScorer,
+    ranks_from_scores,
+    scores_from_matrix,
+)
 from ._loading import load_ranker
 from ._preference import order_by_ranks
 
@@ -76,6 +85,9 @@ class PairRMRanker(BaseModelTransformer):
     on_invalid : {"raise", "skip"}, default="raise"
         Rows with a missing or empty candidate list, or a missing input: raise
         naming them, or leave them unranked (``ranks`` is None) with a warning.
+    cache : str, path, joblib.Memory or None, default=None
+        Where to keep each candidate pair's logit across runs: written as
+        batches finish, so an interrupted run resumes where it stopped.
     show_progress_bar : bool or None, default=None
         tqdm bar over pairs; None shows it only on a terminal.
     store_weights_in_pickle : bool, default=False
@@ -131,6 +143,7 @@ class PairRMRanker(BaseModelTransformer):
         "trust_remote_code": ["boolean"],
         "on_invalid": [StrOptions({"raise", "skip"})],
         "show_progress_bar": ["boolean", None],
+        "cache": [str, os.PathLike, HasMethods(["cache"]), None],
         "store_weights_in_pickle": ["boolean"],
     }
 
@@ -152,6 +165,7 @@ class PairRMRanker(BaseModelTransformer):
         candidate_max_length: int | None = None,
         trust_remote_code: bool = False,
         on_invalid: str = "raise",
+        cache=None,
         show_progress_bar: bool | None = None,
         store_weights_in_pickle: bool = False,
     ):
@@ -170,9 +184,11 @@ class PairRMRanker(BaseModelTransformer):
         self.candidate_max_length = candidate_max_length
         self.trust_remote_code = trust_remote_code
         self.on_invalid = on_invalid
+        self.cache = cache
         self.show_progress_bar = show_progress_bar
         self.store_weights_in_pickle = store_weights_in_pickle
 
+    _cache_kind = "pairrm"
     # Limits and batching are applied per call: they do not reload the model.
     _loading_params = frozenset({"model", "backbone", "fp16", "dtype", "trust_remote_code"})
 
@@ -189,7 +205,10 @@ class PairRMRanker(BaseModelTransformer):
     def _check_input(self, X):
         self._check_precision()
         X = check_dataframe(X, type(self).__name__)
-        return X, self._rows(X)
+        rows = self._rows(X)
+        prefix = self.instructions or ""
+        pairs = CandidatePairs.of([prefix + s for s in rows.sources], rows.candidates)
+        return X, _Prepared(rows, pairs)
 
     def _input_columns(self) -> dict:
         return {"input_col": self.input_col, "candidates_col": self.candidates_col}
@@ -287,17 +306,71 @@ class PairRMRanker(BaseModelTransformer):
 
     def _score_rows(self, inputs: list[str], candidates: list[list[str]]) -> list[np.ndarray]:
         prefix = self.instructions or ""
-        sources = [prefix + s for s in inputs]
-        matrices = self._get_model().matrices(
-            sources,
-            candidates,
+        pairs = CandidatePairs.of([prefix + s for s in inputs], candidates)
+        rows = _Rows(np.arange(len(inputs)), inputs, candidates, pd.RangeIndex(len(inputs)), [])
+        results = self._run_units(_Prepared(rows, pairs))
+        return [scores_from_matrix(m) for m in pairs.matrices(results.values[:, 0])]
+
+    # -- the compute core's hooks ------------------------------------------------
+
+    def _units(self, prepared: _Prepared) -> Units:
+        pairs = prepared.pairs
+        keys = unit_keys(
+            json.dumps([s, a, b])
+            for s, a, b in zip(pairs.sources, pairs.left, pairs.right, strict=True)
+        )
+        return Units(keys, prepared.rows.valid[pairs.row], len(prepared.rows.labels))
+
+    def _value_shape(self) -> tuple[int, type]:
+        return 1, np.float32
+
+    def _cache_identity(self) -> str:
+        model = self._get_model()
+        source, candidate = model.limits(self.source_max_length, self.candidate_max_length)
+        digests = [
+            model_digest(p, cache=self.cache) for p in (model.loaded.path, model.loaded.backbone)
+        ]
+        return (
+            f"PairRMRanker|{digests}|{model.dtype}|source={source}|candidate={candidate}|"
+            f"fast={model.fast_forward}"
+        )
+
+    def _compute_units(self, prepared: _Prepared, positions, isolated):
+        pairs = prepared.pairs
+        take = positions.tolist()
+        for idx, logits in self._get_model().iter_pair_logits(
+            [pairs.sources[k] for k in take],
+            [pairs.left[k] for k in take],
+            [pairs.right[k] for k in take],
+            isolated,
             source_max_length=self.source_max_length,
             candidate_max_length=self.candidate_max_length,
             max_batch_tokens=self.max_batch_tokens,
             batch_size=self.batch_size,
-            progress=self._progress(),
-        )
-        return [scores_from_matrix(m) for m in matrices]
+        ):
+            yield UnitBatch(positions[idx], np.asarray(logits, dtype=np.float32)[:, None])
+
+    def _columns(self, prepared: _Prepared, results) -> dict:
+        rows = prepared.rows
+        if len(rows.skipped):
+            warn_user(
+                f"{len(rows.labels) - len(rows.valid)} rows are left unranked (missing input "
+                f"or empty candidates): {rows.skipped}.",
+                UserWarning,
+            )
+        n = len(rows.labels)
+        matrices = prepared.pairs.matrices(results.values[:, 0])
+        ranks, ranked, all_scores = [None] * n, [None] * n, [None] * n
+        for k, pos in enumerate(rows.valid):
+            scores = scores_from_matrix(matrices[k])
+            r = ranks_from_scores(scores)
+            ranks[pos] = r.tolist()
+            ranked[pos] = order_by_ranks(rows.candidates[k], r)
+            all_scores[pos] = scores.tolist()
+        out = {"ranks": ranks, "ranked_candidates": ranked}
+        if self.return_scores:
+            out["scores"] = all_scores
+        return out
 
     def _rows(self, X: pd.DataFrame) -> _Rows:
         """Validated rankable rows; raises before any model work."""
@@ -321,26 +394,6 @@ class PairRMRanker(BaseModelTransformer):
         _check_candidate_text(candidates, f"Column {self.candidates_col!r}", X.index[valid])
         return _Rows(valid, sources, candidates, X.index, first_labels(X.index, invalid))
 
-    def _compute(self, model, rows: _Rows) -> dict:
-        if len(rows.skipped):
-            warn_user(
-                f"{len(rows.labels) - len(rows.valid)} rows are left unranked (missing input "
-                f"or empty candidates): {rows.skipped}.",
-                UserWarning,
-            )
-        n = len(rows.labels)
-        scores = self._score_rows(rows.sources, rows.candidates)
-        ranks, ranked, all_scores = [None] * n, [None] * n, [None] * n
-        for k, pos in enumerate(rows.valid):
-            r = ranks_from_scores(scores[k])
-            ranks[pos] = r.tolist()
-            ranked[pos] = order_by_ranks(rows.candidates[k], r)
-            all_scores[pos] = scores[k].tolist()
-        out = {"ranks": ranks, "ranked_candidates": ranked}
-        if self.return_scores:
-            out["scores"] = all_scores
-        return out
-
 
 class _Rows(NamedTuple):
     valid: np.ndarray  # positions of the rankable rows
@@ -348,6 +401,11 @@ class _Rows(NamedTuple):
     candidates: list[list[str]]
     labels: pd.Index  # every row's label
     skipped: list  # first labels of the rows left unranked
+
+
+class _Prepared(NamedTuple):
+    rows: _Rows
+    pairs: CandidatePairs  # every ordered pair of distinct candidates: the units
 
 
 # RankerConfig fields that say where a ranker was loaded from, not how it ranks.

@@ -17,7 +17,6 @@ floats for a conversation). The pieces here:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from numbers import Integral
@@ -26,10 +25,10 @@ import numpy as np
 import pandas as pd
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
-from ..base import BaseModelTransformer
+from ..base import BaseModelTransformer, Units
 from ..exceptions import ScoringError, ScoringFailedWarning, TruncationWarning
 from ..utils._conversations import check_messages_column
-from ..utils._disk_cache import VectorCache, text_key
+from ..utils._fingerprint import model_digest
 from ..utils._loading import (
     LOAD_ERRORS,
     TorchModule,
@@ -37,9 +36,9 @@ from ..utils._loading import (
     model_max_length,
     not_found,
     torch_dtype,
-    weights_fingerprint,
 )
 from ..utils._optional import require
+from ..utils._units import UnitBatch, UnitResults, unit_keys
 from ..utils._validation import (
     check_columns,
     check_dataframe,
@@ -79,14 +78,6 @@ class CausalLM(TorchModule):
         self.pad_id = next(
             (i for i in (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) if i is not None), 0
         )
-        where = os.path.abspath(name) if os.path.isdir(name) else name
-        # The weights and generation settings too: a model changed in place
-        # must not be served scores cached for the old one.
-        generation = self.model.generation_config.to_json_string(use_diff=False)
-        self.identity = (
-            f"causal-lm|{where}|{dtype}|{weights_fingerprint(self.model)}|"
-            f"{hashlib.sha256(generation.encode()).hexdigest()[:16]}"
-        )
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -95,6 +86,13 @@ class CausalLM(TorchModule):
 
     def encode(self, text: str, special_tokens: bool = True) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=special_tokens)
+
+    def first_token_scores(self, sequences: list[list[int]], token_ids: list[int]) -> np.ndarray:
+        """``(n, len(token_ids))``: generate's first scores at ``token_ids``
+        (the generation config's processors applied)."""
+        from ._first_token import first_token_scores
+
+        return first_token_scores(self, sequences, token_ids)
 
     def left_padded(self, sequences: list[list[int]]):
         """``(input_ids, attention_mask)`` tensors, padded on the left."""
@@ -109,22 +107,13 @@ class CausalLM(TorchModule):
 
 
 @dataclass
-class Units:
+class Prompts:
     """The prompts of an input: one per row, or one per conversation turn."""
 
     fields: list[dict[str, str]]  # the template's fields of each unit
     row: np.ndarray  # the row position of each unit
     labels: pd.Index  # every row's label
     conversation: bool
-
-
-@dataclass
-class UnitScores:
-    """What a scorer's batch computation returns for a list of units."""
-
-    values: np.ndarray  # float64, NaN where the unit failed
-    errors: dict  # unit position -> the exception that made it fail
-    n_truncated: int = 0
 
 
 # Parameters every LM scorer has (subclasses add their own columns).
@@ -151,20 +140,18 @@ class BaseLMScorer(BaseModelTransformer):
 
     Subclasses set ``_fields`` (template fields, e.g. ``("instruction",)``),
     map them to columns in ``_field_columns``, and compute scores in
-    ``_score_units``.
+    ``_score_batches``.
     """
 
     _fields: tuple[str, ...] = ("instruction",)
     _loading_params = frozenset({"model", "dtype", "trust_remote_code", "local_files_only"})
     _what = "score"  # how a failure is described
+    _cache_kind = "scores"
     _n_values = 1  # floats per unit (the cache stores them as one vector)
 
     def _field_columns(self) -> dict[str, str]:
         """``{field: column}`` for row input (not used with ``messages_col``)."""
         return {"instruction": self.instruction_col}
-
-    def _score_units(self, lm, units: list[dict[str, str]]) -> UnitScores:
-        raise NotImplementedError
 
     def _load_model(self, device: str):
         return CausalLM(
@@ -186,7 +173,7 @@ class BaseLMScorer(BaseModelTransformer):
     def _added_columns(self) -> list[str]:
         return [self.output_col]
 
-    def _check_input(self, X) -> tuple[pd.DataFrame, Units]:
+    def _check_input(self, X) -> tuple[pd.DataFrame, Prompts]:
         X = check_dataframe(X, type(self).__name__)
         check_columns(X, self._input_columns())
         if self.messages_col is not None:
@@ -201,86 +188,101 @@ class BaseLMScorer(BaseModelTransformer):
                 check_unicode(
                     [u[f] for u in fields], f"Column {self.messages_col!r}", X.index[rows]
                 )
-            return X, Units(fields, rows, X.index, True)
+            return X, Prompts(fields, rows, X.index, True)
         texts = {f: check_text_column(X[c]) for f, c in self._field_columns().items()}
         fields = [{f: texts[f][i] for f in texts} for i in range(len(X))]
-        return X, Units(fields, np.arange(len(X)), X.index, False)
+        return X, Prompts(fields, np.arange(len(X)), X.index, False)
 
-    def _compute(self, lm, units: Units) -> dict:
-        scores = self._cached_scores(lm, units.fields)
-        self._handle_failures(scores, units)
-        if scores.n_truncated:
-            warn_user(self._truncation_message(lm, scores.n_truncated), TruncationWarning)
-        return self._outputs(scores.values, units)
+    # -- the compute core's hooks ------------------------------------------------
 
-    def _truncation_message(self, lm, n_truncated: int) -> str:
+    def _units(self, prompts: Prompts) -> Units:
+        keys = unit_keys(repr(sorted(f.items())) for f in prompts.fields)
+        return Units(keys, prompts.row, len(prompts.labels))
+
+    def _value_shape(self) -> tuple[int, type]:
+        return self._n_values, np.float64
+
+    def _cache_identity(self) -> str:
+        return f"{type(self).__name__}|{self._lm_identity()}|{self._cache_params()}"
+
+    def _lm_identity(self) -> str:
+        """The model's content and how it runs: what its scores depend on."""
+        digest = model_digest(self.model, cache=self.cache)
+        if digest is None:  # a hub model not downloaded yet: load it to know its files
+            self._get_model()
+            digest = model_digest(self.model, cache=self.cache)
+        return f"transformers|{digest}|{self.dtype}"
+
+    def _compute_units(self, prompts: Prompts, positions, isolated):
+        lm = self._get_model()
+        fields = [prompts.fields[p] for p in positions.tolist()]
+        stream = self._score_batches(lm, fields, isolated)
+        while True:
+            try:
+                batch = next(stream)
+            except StopIteration as stop:  # which units had their text cut
+                return {"truncated": positions[np.asarray(stop.value, dtype=np.intp)]}
+            yield UnitBatch(
+                positions[batch.positions],
+                batch.values.reshape(len(batch.positions), self._n_values),
+                {int(positions[k]): exc for k, exc in batch.errors.items()},
+            )
+
+    def _score_batches(self, lm, fields: list[dict[str, str]], isolated: np.ndarray):
+        """Yield :class:`UnitBatch` es over ``fields`` (local positions); return
+        the local positions of the units whose text was cut to fit. Units marked
+        ``isolated`` go in batches of one."""
+        raise NotImplementedError
+
+    def _columns(self, prompts: Prompts, results: UnitResults) -> dict:
+        values = results.values[:, 0] if self._n_values == 1 else results.values
+        self._handle_failures(results.errors, prompts)
+        n_truncated = int(results.copies(results.extra.get("truncated", [])).sum())
+        if n_truncated:
+            warn_user(self._truncation_message(n_truncated), TruncationWarning)
+        return self._outputs(values, prompts)
+
+    def _truncation_message(self, n_truncated: int) -> str:
         return (
             f"{type(self).__name__}: {n_truncated} prompts were longer than "
-            f"max_length={self._max_length(lm)} tokens; their text was cut to fit "
-            "(the template and its closing cue are kept)."
+            f"max_length={self._max_length(self._get_model())} tokens; their text was cut "
+            "to fit (the template and its closing cue are kept)."
         )
 
-    def _outputs(self, values: np.ndarray, units: Units) -> dict:
+    def _outputs(self, values: np.ndarray, prompts: Prompts) -> dict:
         """The added columns: one float per row, or a list per conversation."""
-        if not units.conversation:
+        if not prompts.conversation:
             return {self.output_col: values}
-        per_row = [[] for _ in range(len(units.labels))]
-        for value, row in zip(values.tolist(), units.row, strict=True):
+        per_row = [[] for _ in range(len(prompts.labels))]
+        for value, row in zip(values.tolist(), prompts.row, strict=True):
             per_row[row].append(value)
         return {self.output_col: per_row}
 
     def _max_length(self, lm) -> int:
         return self.max_length or lm.context
 
-    def _cached_scores(self, lm, fields: list[dict[str, str]]) -> UnitScores:
-        """Scores of the units, reading and filling the on-disk cache.
-
-        A unit's ``_n_values`` floats are one cached vector.
-        """
-        identity = f"{type(self).__name__}|{lm.identity}|{self._cache_params()}"
-        cache = VectorCache.from_param(self.cache, identity, kind="scores")
-        if cache is None:
-            return self._score_units(lm, fields)
-        keys = [text_key(repr(sorted(f.items()))) for f in fields]
-        found = cache.get(keys)
-        todo = [i for i, v in enumerate(found) if v is None]
-        values = np.full((len(fields), self._n_values), np.nan)
-        for i, v in enumerate(found):
-            if v is not None:
-                values[i] = v
-        fresh = self._score_units(lm, [fields[i] for i in todo])
-        fresh_values = fresh.values.reshape(len(todo), self._n_values)
-        values[todo] = fresh_values
-        ok = [k for k in range(len(todo)) if k not in fresh.errors]
-        # Only successes are cached: a failure is retried next time.
-        cache.put([keys[todo[k]] for k in ok], fresh_values[ok])
-        errors = {todo[k]: exc for k, exc in fresh.errors.items()}
-        if self._n_values == 1:
-            values = values[:, 0]
-        return UnitScores(values, errors, fresh.n_truncated)
-
     def _cache_params(self) -> str:
         """Parameters besides the model that change a score."""
         return f"max_length={self.max_length}"
 
-    def _handle_failures(self, scores: UnitScores, units: Units) -> None:
-        if not scores.errors:
+    def _handle_failures(self, errors: dict, prompts: Prompts) -> None:
+        if not errors:
             return
-        failed_units = sorted(scores.errors)
-        failed_rows = np.zeros(len(units.labels), dtype=bool)
-        failed_rows[units.row[failed_units]] = True
+        failed_units = sorted(errors)
+        failed_rows = np.zeros(len(prompts.labels), dtype=bool)
+        failed_rows[prompts.row[failed_units]] = True
         first = failed_units[0]
-        label = units.labels[units.row[first]]
+        label = prompts.labels[prompts.row[first]]
         if self.on_error == "raise":
             raise ScoringError(
                 f"{type(self).__name__} could not {self._what} row {label!r} "
-                f"({len(failed_units)} prompts failed in all): {scores.errors[first]}. "
+                f"({len(failed_units)} prompts failed in all): {errors[first]}. "
                 "Pass on_error='nan' to write NaN for failed rows instead."
-            ) from scores.errors[first]
+            ) from errors[first]
         warn_user(
             f"{type(self).__name__}: {int(failed_rows.sum())} rows could not be scored and "
-            f"hold NaN (first: {first_labels(units.labels, failed_rows)}); first error: "
-            f"{scores.errors[first]}",
+            f"hold NaN (first: {first_labels(prompts.labels, failed_rows)}); first error: "
+            f"{errors[first]}",
             ScoringFailedWarning,
         )
 
@@ -316,30 +318,26 @@ def length_batches(lengths, batch_size: int):
         yield np.asarray(batch, dtype=np.intp)
 
 
-def run_batches(n: int, batches, score_batch, progress, desc: str):
-    """Score ``n`` units batch by batch, isolating failures.
+def iter_batches(batches, score_batch):
+    """Score units batch by batch, isolating failures.
 
     ``batches`` yields arrays of unit positions (:func:`sorted_batches`,
     :func:`length_batches`); ``score_batch(positions) -> float64 array``
     scores the units at ``positions``. A batch that raises is retried one
     unit at a time, so one bad unit fails alone and its neighbours are still
-    scored. Returns ``(values, errors)``; a non-finite value is a failure too.
+    scored; a non-finite value is a failure too. Yields one
+    :class:`~skdeita.utils._units.UnitBatch` per batch.
     """
-    from ..utils._progress import progress_bar
-
-    values = np.full(n, np.nan)
-    errors: dict = {}
-    with progress_bar(n, desc, progress) as bar:
-        for batch in batches:
-            _score_isolating(batch, score_batch, values, errors)
-            bar.update(len(batch))
-    bad = ~np.isfinite(values)
-    for i in np.flatnonzero(bad):
-        errors.setdefault(
-            int(i), FloatingPointError("the model gave a non-finite value for this prompt")
-        )
-    values[bad] = np.nan
-    return values, errors
+    for batch in batches:
+        values = np.full(len(batch), np.nan)
+        errors: dict = {}
+        _score_isolating(batch, score_batch, values, errors)
+        for k in np.flatnonzero(~np.isfinite(values)).tolist():
+            i = int(batch[k])
+            errors.setdefault(
+                i, FloatingPointError("the model gave a non-finite value for this prompt")
+            )
+        yield UnitBatch(np.asarray(batch, dtype=np.intp), values, errors)
 
 
 # What a model can raise on one prompt (out of memory, an index past the
@@ -348,15 +346,16 @@ _UNIT_ERRORS = (RuntimeError, ValueError, IndexError, FloatingPointError)
 
 
 def _score_isolating(batch, score_batch, values, errors) -> None:
+    """``values[k]`` for ``batch[k]``; a unit that raises goes to ``errors``."""
     try:
-        values[batch] = score_batch(batch)
+        values[:] = score_batch(batch)
         return
     except _UNIT_ERRORS as exc:
         if len(batch) == 1:
             errors[int(batch[0])] = exc
             return
-    for i in batch:
+    for k, i in enumerate(batch):
         try:
-            values[[i]] = score_batch(np.array([i]))
+            values[k] = score_batch(np.array([i]))[0]
         except _UNIT_ERRORS as exc:
             errors[int(i)] = exc

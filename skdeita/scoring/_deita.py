@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, UnitScores, run_batches, sorted_batches
-from ._first_token import first_token_scores
+from ..utils._units import UnitBatch, batch_plan
+from ._base import LM_SCORER_CONSTRAINTS, BaseLMScorer, iter_batches, sorted_batches
 
 COMPLEXITY_TEMPLATE = (
     "You are a helpful assistant. Please identify the complexity score of the following "
@@ -83,7 +83,7 @@ def encode_within(lm, template: str, fields: dict[str, str], max_length: int):
 
 def expected_digit_scores(lm, sequences: list[list[int]], digit_ids: list[int]) -> np.ndarray:
     """DEITA's score of each prompt: E[digit] under the softmax over "1" ... "6"."""
-    logits = first_token_scores(lm, sequences, digit_ids)
+    logits = lm.first_token_scores(sequences, digit_ids)
     with np.errstate(invalid="ignore", over="ignore"):
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
@@ -96,7 +96,7 @@ class _DeitaScorer(BaseLMScorer):
 
     _template: str
 
-    def _score_units(self, lm, units: list[dict[str, str]]) -> UnitScores:
+    def _score_batches(self, lm, units: list[dict[str, str]], isolated: np.ndarray):
         digit_ids = getattr(lm, "deita_digit_ids", None)
         if digit_ids is None:
             digit_ids = lm.deita_digit_ids = digit_token_ids(lm.tokenizer, str(self.model))
@@ -110,7 +110,7 @@ class _DeitaScorer(BaseLMScorer):
             )
         sequences: list[list[int] | None] = []
         errors: dict = {}
-        n_truncated = 0
+        truncated = []
         for i, fields in enumerate(units):
             try:
                 ids, cut = encode_within(
@@ -120,23 +120,20 @@ class _DeitaScorer(BaseLMScorer):
                 errors[i] = exc
                 ids, cut = None, False
             sequences.append(ids)
-            n_truncated += cut
-        todo = [i for i, s in enumerate(sequences) if s is not None]
+            if cut:
+                truncated.append(i)
+        if errors:  # prompts that cannot be cut to fit fail alone, before any batch
+            failed = np.fromiter(errors, dtype=np.intp)
+            yield UnitBatch(failed, np.full(len(failed), np.nan), errors)
+        todo = np.array([i for i, s in enumerate(sequences) if s is not None], dtype=np.intp)
+        lengths = np.array([len(sequences[i]) for i in todo], dtype=np.int64)
 
         def score(batch):
-            return expected_digit_scores(lm, [sequences[todo[k]] for k in batch], digit_ids)
+            return expected_digit_scores(lm, [sequences[i] for i in batch], digit_ids)
 
-        values = np.full(len(units), np.nan)
-        scored, failed = run_batches(
-            len(todo),
-            sorted_batches([len(sequences[i]) for i in todo], self.batch_size),
-            score,
-            self._progress(),
-            f"{type(self).__name__}",
-        )
-        values[todo] = scored
-        errors.update({todo[k]: exc for k, exc in failed.items()})
-        return UnitScores(values, errors, n_truncated)
+        plan = batch_plan(isolated[todo], lambda idx: sorted_batches(lengths[idx], self.batch_size))
+        yield from iter_batches((todo[b] for b in plan), score)
+        return truncated
 
     def _format_fields(self, fields: dict[str, str]) -> dict[str, str]:
         return fields

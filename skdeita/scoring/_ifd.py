@@ -40,6 +40,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from ..utils._units import UnitBatch, batch_plan
 from ..utils._validation import (
     check_columns,
     check_dataframe,
@@ -50,10 +51,9 @@ from ..utils._validation import (
 from ._base import (
     LM_SCORER_CONSTRAINTS,
     BaseLMScorer,
-    Units,
-    UnitScores,
+    Prompts,
+    iter_batches,
     length_batches,
-    run_batches,
 )
 from ._perplexity import encode_rows, sequence_losses
 
@@ -308,7 +308,7 @@ class IFDScorer(BaseLMScorer):
     def _added_columns(self) -> list[str]:
         return [self.output_col, *self._perplexity_cols()]
 
-    def _check_input(self, X) -> tuple[pd.DataFrame, Units]:
+    def _check_input(self, X) -> tuple[pd.DataFrame, Prompts]:
         X = check_dataframe(X, type(self).__name__)
         plain, with_input = resolve_templates(self.prompt_template, self.input_col)
         self._perplexity_cols()
@@ -334,7 +334,7 @@ class IFDScorer(BaseLMScorer):
             else:
                 prompt = plain.format_map({"instruction": instruction, "input": inp})
             fields.append({"prompt": prompt, "response": response})
-        return X, Units(fields, np.arange(len(X)), X.index, False)
+        return X, Prompts(fields, np.arange(len(X)), X.index, False)
 
     # -- scoring ---------------------------------------------------------------
 
@@ -343,91 +343,119 @@ class IFDScorer(BaseLMScorer):
             return lm.context
         return min(int(self.max_length), lm.context)
 
-    def _score_units(self, lm, units: list[dict[str, str]]) -> UnitScores:
-        """IFD, perplexity conditioned and perplexity alone of each unit: (n, 3)."""
+    def _score_batches(self, lm, units: list[dict[str, str]], isolated: np.ndarray):
+        """IFD, perplexity conditioned and perplexity alone of each unit: (k, 3)
+        per batch. A unit is two sequences (conditioned, alone), each scored
+        once however many units share it; a unit is yielded as soon as the
+        batches holding its two sequences are done."""
         tok = lm.tokenizer
         max_length = self._max_length(lm)
         n = len(units)
         errors: dict = {}
         responses = [u["response"] for u in units]
         rows = encode_rows(tok, [u["prompt"] for u in units], responses, max_length)
-        n_truncated = 0
-        items: dict[tuple, int] = {}  # (start, digest of the ids) -> item position
-        sequences, starts = [], []
+        truncated = []
+        items: dict[tuple, int] = {}  # (start, digest of the ids, alone?) -> item position
+        sequences, starts, item_isolated = [], [], []
         unit_items = np.full((n, 2), -1, dtype=np.intp)
         for i, (n_prompt, whole, alone, cut) in enumerate(rows):
-            if responses[i] == "":
-                errors[i] = ValueError(
-                    "the response is empty: IFD is undefined (Superfiltering skips it)"
-                )
+            problem = _unscorable(responses[i], n_prompt, whole, alone, max_length)
+            if problem is not None:
+                errors[i] = ValueError(problem)
                 continue
-            n_truncated += cut
-            start = max(n_prompt, 1)
-            if start >= len(whole):
-                errors[i] = ValueError(
-                    f"the prompt fills max_length={max_length} tokens: no response token "
-                    "is left to score"
-                )
-                continue
-            if len(alone) < 2:
-                errors[i] = ValueError(
-                    f"the response alone is {len(alone)} token(s) (within max_length): "
-                    "with no token before it, its perplexity alone predicts no token"
-                )
-                continue
-            for kind, (seq, st) in enumerate(((whole, start), (alone, 1))):
-                key = (st, hashlib.blake2b(seq.tobytes(), digest_size=16).digest())
+            if cut:
+                truncated.append(i)
+            for kind, (seq, st) in enumerate(((whole, max(n_prompt, 1)), (alone, 1))):
+                # An isolated unit's sequences are scored alone too (own items).
+                key = (st, hashlib.blake2b(seq.tobytes(), digest_size=16).digest(), isolated[i])
                 if key not in items:
                     items[key] = len(sequences)
                     sequences.append(seq)
                     starts.append(st)
+                    item_isolated.append(bool(isolated[i]))
                 unit_items[i, kind] = items[key]
+        if errors:
+            failed = np.fromiter(errors, dtype=np.intp)
+            yield UnitBatch(failed, np.full((len(failed), 3), np.nan), errors)
 
         def score(batch):
             return sequence_losses(lm, [sequences[k] for k in batch], [starts[k] for k in batch])
 
-        lengths = [len(seq) for seq in sequences]
-        losses, failed = run_batches(
-            len(sequences),
-            length_batches(lengths, self.batch_size),
-            score,
-            self._progress(),
-            "IFDScorer",
+        lengths = np.array([len(seq) for seq in sequences], dtype=np.int64)
+        plan = batch_plan(
+            np.asarray(item_isolated, dtype=bool),
+            lambda idx: length_batches(lengths[idx], self.batch_size),
         )
-        values = np.full((n, 3), np.nan)
-        todo = np.flatnonzero(unit_items[:, 0] >= 0)
-        for i in todo:
-            for kind in (0, 1):
-                k = unit_items[i, kind]
-                if k in failed:
-                    errors[int(i)] = failed[k]
-        ok = np.array([i for i in todo if int(i) not in errors], dtype=np.intp)
-        if len(ok):
-            with np.errstate(over="ignore", invalid="ignore"):
-                ppl = np.exp(losses[unit_items[ok]])
-                values[ok, 1:] = ppl
-                values[ok, 0] = ppl[:, 0] / ppl[:, 1]
-            bad = ok[~np.isfinite(values[ok]).all(axis=1)]
-            for i in bad:
-                errors[int(i)] = FloatingPointError("a perplexity overflowed")
-            values[bad] = np.nan
-        return UnitScores(values, errors, n_truncated)
+        losses = np.full(len(sequences), np.nan)
+        item_errors: dict = {}
+        pending = np.count_nonzero(unit_items >= 0, axis=1)
+        users: dict[int, list[int]] = {}
+        for i, pair in enumerate(unit_items.tolist()):
+            for k in set(pair) - {-1}:
+                users.setdefault(k, []).append(i)
+        for batch in iter_batches(plan, score):
+            losses[batch.positions] = batch.values
+            item_errors.update(batch.errors)
+            done = []
+            for k in batch.positions.tolist():
+                for i in users.get(k, ()):
+                    pending[i] -= 1 if unit_items[i, 0] != unit_items[i, 1] else 2
+                    if pending[i] <= 0:
+                        done.append(i)
+            if done:
+                yield self._unit_values(
+                    np.asarray(sorted(set(done))), unit_items, losses, item_errors
+                )
+        return truncated
+
+    @staticmethod
+    def _unit_values(done, unit_items, losses, item_errors) -> UnitBatch:
+        """IFD and the two perplexities of finished units."""
+        errors = {}
+        for i in done.tolist():
+            for k in unit_items[i]:
+                if int(k) in item_errors:
+                    errors[i] = item_errors[int(k)]
+        values = np.full((len(done), 3), np.nan)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ppl = np.exp(losses[unit_items[done]])
+            values[:, 1:] = ppl
+            values[:, 0] = ppl[:, 0] / ppl[:, 1]
+        for j in np.flatnonzero(~np.isfinite(values).all(axis=1)).tolist():
+            errors.setdefault(int(done[j]), FloatingPointError("a perplexity overflowed"))
+        return UnitBatch(done, values, errors)
 
     # -- output (three values per row) ----------------------------------------
 
     def _cache_params(self) -> str:
         return f"max_length={self.max_length}|ifd-v1"
 
-    def _truncation_message(self, lm, n_truncated: int) -> str:
+    def _truncation_message(self, n_truncated: int) -> str:
         return (
             f"IFDScorer: {n_truncated} rows were longer than "
-            f"max_length={self._max_length(lm)} tokens and were cut as Superfiltering "
-            "cuts them (prompt + response to max_length tokens, the response alone to "
-            "max_length minus the prompt's tokens plus one)."
+            f"max_length={self._max_length(self._get_model())} tokens and were cut as "
+            "Superfiltering cuts them (prompt + response to max_length tokens, the "
+            "response alone to max_length minus the prompt's tokens plus one)."
         )
 
-    def _outputs(self, values: np.ndarray, units: Units) -> dict:
+    def _outputs(self, values: np.ndarray, prompts: Prompts) -> dict:
         out = {self.output_col: values[:, 0]}
         for name, column in zip(self._perplexity_cols(), (1, 2), strict=False):
             out[name] = values[:, column]
         return out
+
+
+def _unscorable(response: str, n_prompt: int, whole, alone, max_length: int) -> str | None:
+    """Why a row has no IFD (None: it has one)."""
+    if response == "":
+        return "the response is empty: IFD is undefined (Superfiltering skips it)"
+    if max(n_prompt, 1) >= len(whole):
+        return (
+            f"the prompt fills max_length={max_length} tokens: no response token is left to score"
+        )
+    if len(alone) < 2:
+        return (
+            f"the response alone is {len(alone)} token(s) (within max_length): with no "
+            "token before it, its perplexity alone predicts no token"
+        )
+    return None

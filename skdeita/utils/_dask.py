@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
 
 from ._optional import require
 
@@ -87,13 +89,12 @@ def runs_skdeita_model(ddf) -> bool:
     """Whether computing ``ddf`` runs a skdeita model (a lazy transform's output).
 
     A consumer that reads its input several times (the selection) persists
-    such an input first, so that the model runs once.
+    such an input first, so that the model runs once. Any Dask collection
+    works: the graph's task names tell (:data:`TASK_PREFIX`).
     """
-    expr = getattr(ddf, "expr", None)
-    if expr is None:
-        return False
-    for node in expr.walk():
-        if getattr(node, "func", None) is _transform_partition:
+    for key in ddf.__dask_graph__():
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith(TASK_PREFIX):
             return True
     return False
 
@@ -115,7 +116,7 @@ def _describe(estimator, meta):
     est._on_fit()
     fitted = {k: v for k, v in vars(est).items() if k.endswith("_") and not k.startswith("_")}
     _, prepared = est._check_input(meta.iloc[:0])
-    empty = est._compute(est._get_model(), prepared)
+    empty = est._compute(prepared)
     return fitted, empty
 
 
@@ -144,33 +145,71 @@ def _empty_columns(estimator, meta) -> dict:
     empty = getattr(estimator, "_dask_empty_columns", None)
     if empty is not None:
         return empty
-    model = getattr(estimator, "_model", None)
-    if model is not None:
+    if estimator._model is not None:
         _, prepared = estimator._check_input(meta.iloc[:0])
-        empty = estimator._compute(model, prepared)
+        empty = estimator._compute(prepared)
     else:
         _, empty = _run_task(_describe, _without_model(estimator), meta)
     estimator._dask_empty_columns = empty
     return empty
 
 
-def _transform_partition(part, estimator):
-    """One partition through the pandas path (the model from this process's cache)."""
-    return estimator.transform(part)
+# Task names start with this: what :func:`runs_skdeita_model` looks for.
+TASK_PREFIX = "skdeita-"
+
+
+def _partition_keys(part, estimator) -> np.ndarray:
+    """The distinct unit keys of one partition (checked input, no model)."""
+    _, prepared = estimator._check_input(part)
+    return np.unique(estimator._units(prepared).keys)
+
+
+def _shared_keys(*per_partition: np.ndarray) -> np.ndarray:
+    """The keys that occur in more than one partition."""
+    if len(per_partition) < 2:
+        return np.empty(0, dtype="V16")
+    keys, counts = np.unique(np.concatenate(per_partition), return_counts=True)
+    return keys[counts > 1]
+
+
+def _transform_partition(part, estimator, shared):
+    """One partition through the pandas path (the model from this process's
+    cache); units that other partitions hold too are computed alone, so that
+    every copy gets the same bits."""
+    check_is_fitted(estimator, "n_features_in_")
+    frame, prepared = estimator._check_input(part)
+    return estimator._output(frame, estimator._compute(prepared, isolate=shared))
 
 
 def transform_model_transformer(estimator, X):
-    """``transform`` on a Dask collection: lazy, one task per partition."""
+    """``transform`` on a Dask collection: lazy, one task per partition.
+
+    Identical inputs must get identical values wherever they are (an exact
+    tie in the selection is otherwise broken by float noise): a first pass
+    hashes every partition's inputs (no model), and the inputs found in more
+    than one partition are computed in batches of their own by each
+    partition that holds them. The partitions are read once for both passes
+    (one graph over the same tasks).
+    """
+    import dask
+
     check_dask_frame(X, type(estimator).__name__, series_ok=True)
+    dd = import_dask(type(estimator).__name__)
     frame, _ = estimator._check_input(X._meta)
     meta = estimator._output(frame.iloc[:0], _empty_columns(estimator, X._meta))
-    name = f"skdeita-{type(estimator).__name__.lower()}"
-    return X.map_partitions(
-        _transform_partition,
-        _without_model(estimator),
-        meta=meta,
-        token=name,
-        enforce_metadata=False,
-        transform_divisions=False,
-        align_dataframes=False,
-    )
+    est = _without_model(estimator)
+    name = f"{TASK_PREFIX}{type(estimator).__name__.lower()}"
+    token = dask.base.tokenize(X, est)
+    parts = X.to_delayed()
+    keys = [
+        dask.delayed(_partition_keys, pure=True)(p, est, dask_key_name=(f"{name}-keys-{token}", i))
+        for i, p in enumerate(parts)
+    ]
+    shared = dask.delayed(_shared_keys, pure=True)(*keys, dask_key_name=f"{name}-shared-{token}")
+    outs = [
+        dask.delayed(_transform_partition, pure=True)(
+            p, est, shared, dask_key_name=(f"{name}-{token}", i)
+        )
+        for i, p in enumerate(parts)
+    ]
+    return dd.from_delayed(outs, meta=meta, divisions=X.divisions, verify_meta=False)

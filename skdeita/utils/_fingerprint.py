@@ -109,3 +109,61 @@ def _write_memo(memo_file: Path, memo: dict) -> None:
         os.replace(tmp, memo_file)
     except OSError:
         pass
+
+
+def cache_location(cache) -> Path | None:
+    """The folder of a ``cache=`` parameter (a path or a ``joblib.Memory``)."""
+    if cache is None:
+        return None
+    location = getattr(cache, "location", cache)
+    return None if location is None else Path(location)
+
+
+def model_directory(model) -> Path | None:
+    """The local folder of a model: the directory given, or a hub name's
+    snapshot in the local Hugging Face cache; None when neither exists."""
+    path = Path(str(model)).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for name in ("config.json", "modules.json"):
+        try:
+            hit = try_to_load_from_cache(str(model), name)
+        except ValueError:  # not a valid repo name
+            return None
+        if isinstance(hit, str):
+            return Path(hit).parent
+    return None
+
+
+def model_digest(model, *, cache=None) -> str | None:
+    """The content digest of a model's folder (see :func:`files_digest`), or
+    None when the model is not on this machine yet (a hub model to download).
+
+    ``cache``: a ``cache=`` parameter; per-file digests are remembered there.
+    """
+    directory = model_directory(model)
+    if directory is None:
+        return None
+    location = cache_location(cache)
+    return files_digest(directory, memo_dir=location / "skdeita-fingerprints" if location else None)
+
+
+def module_digest(module) -> str:
+    """SHA-256 (hex) of every parameter and buffer of a loaded torch module
+    (a model object passed in, with no folder to hash)."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        data = tensor.detach().cpu().contiguous()
+        h.update(f"{name}\0{tuple(data.shape)}\0{data.dtype}\n".encode())
+        h.update(data.view(-1).view(dtype=_byte_dtype(data)).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _byte_dtype(tensor):
+    import torch
+
+    return torch.uint8 if tensor.numel() else tensor.dtype

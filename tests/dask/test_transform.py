@@ -58,7 +58,7 @@ def counted(frame: pd.DataFrame, sizes, folder):
 
 def loaded_models(client) -> dict:
     def ids():
-        return [(key[0], id(model)) for key, model in _model_cache._LOADED.items()]
+        return [(key[0], id(entry[1])) for key, entry in _model_cache._LOADED.items()]
 
     return client.run(ids)
 
@@ -180,3 +180,45 @@ def test_every_model_backed_estimator_gets_the_dask_path(client, tiny_ranker_dir
                 np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)  # batch padding
             else:
                 assert a.tolist() == b.tolist(), col
+
+
+def test_identical_rows_in_different_partitions_get_identical_bits(client, tmp_path):
+    pool = text_pool(12)
+    for row in (7, 11):  # copies of row 0 in the second and third partitions
+        pool.iloc[row, :2] = pool.iloc[0, :2]
+    ddf = counted(pool, [4, 4, 4], tmp_path)
+    emb = EmbeddingTransformer(
+        template="{instruction}\n\n{response}", batch_size=3, show_progress_bar=False
+    )
+    out = emb.fit_transform(ddf).compute()
+    vectors = np.stack(out["embedding"])
+    assert np.array_equal(vectors[0], vectors[7]) and np.array_equal(vectors[0], vectors[11])
+    # Each partition was read once for the hashing pass and the transform together.
+    assert len(list(tmp_path.iterdir())) == 3
+    local = np.stack(emb.transform(pool)["embedding"])
+    np.testing.assert_allclose(vectors, local, atol=1e-5)
+
+
+def test_keys_shared_by_partitions_are_computed_alone(monkeypatch):
+    from skdeita.utils import _dask
+
+    pool = text_pool(8)
+    emb = EmbeddingTransformer(template="{instruction}", batch_size=4, show_progress_bar=False)
+    emb.fit(pool)
+    parts = [pool.iloc[:4], pool.iloc[4:]]
+    keys = [_dask._partition_keys(p, emb) for p in parts]
+    assert len(_dask._shared_keys(*keys)) == 0
+    parts[1] = pd.concat([parts[1], pool.iloc[[1]]])  # row 1 is now in both partitions
+    keys = [_dask._partition_keys(p, emb) for p in parts]
+    shared = _dask._shared_keys(*keys)
+    assert len(shared) == 1
+    seen = []
+    real = EmbeddingTransformer._compute_units
+
+    def spy(self, texts, positions, isolated):
+        seen.append([texts[p] for p, alone in zip(positions, isolated, strict=True) if alone])
+        return real(self, texts, positions, isolated)
+
+    monkeypatch.setattr(EmbeddingTransformer, "_compute_units", spy)
+    _dask._transform_partition(parts[0], emb, shared)
+    assert seen == [[pool["instruction"].iloc[1]]]

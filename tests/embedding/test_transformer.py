@@ -53,13 +53,17 @@ def spy_on_encoder(monkeypatch):
     def spy(transformer) -> list[int]:
         calls: list[int] = []
         encoder = transformer._get_model()
-        real = type(encoder).encode
+        real = type(encoder).iter_encode
 
-        def counting(texts, **kwargs):
-            calls.append(len(texts))
-            return real(encoder, texts, **kwargs)
+        def counting(texts, batches, **kwargs):
+            def counted():
+                for batch in batches:
+                    calls.append(len(batch))
+                    yield batch
 
-        monkeypatch.setattr(encoder, "encode", counting)
+            return real(encoder, texts, counted(), **kwargs)
+
+        monkeypatch.setattr(encoder, "iter_encode", counting)
         return calls
 
     return spy
@@ -83,10 +87,13 @@ def test_default_model_resolves_to_packaged_copy(fitted, minilm_path):
     assert fitted.embedding_dim_ == 384 and fitted.device_ == "cpu"
 
 
-def test_dedupe_on_and_off_give_identical_output(fitted):
+def test_dedupe_is_deprecated_and_changes_nothing(fitted):
     on = fitted.transform(frame())
-    off = clone(fitted).set_params(dedupe=False).fit(frame()).transform(frame())
-    np.testing.assert_array_equal(np.stack(on["embedding"]), np.stack(off["embedding"]))
+    with pytest.warns(FutureWarning, match="dedupe was deprecated"):
+        off = clone(fitted).set_params(dedupe=False).fit(frame())
+    np.testing.assert_array_equal(
+        np.stack(on["embedding"]), np.stack(off.transform(frame())["embedding"])
+    )
 
 
 def test_dedupe_embeds_each_distinct_text_once(fitted, spy_on_encoder):
@@ -339,3 +346,13 @@ def test_half_precision_weights_still_give_float32_outputs(tiny_bert_dir):
     assert b.dtype == np.float32
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert (cos > 0.99).all()
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_identical_texts_get_identical_bits_in_any_batching(minilm_path, batch_size):
+    texts = ["A long text about bread and ovens and flour. " * 4, "short", "mid text here"]
+    pool = pd.DataFrame({"text": [texts[0], texts[1], texts[2], texts[1], texts[0], texts[0]]})
+    out = EmbeddingTransformer(batch_size=batch_size, show_progress_bar=False).fit_transform(pool)
+    vectors = np.stack(out["embedding"])
+    for copies in ([0, 4, 5], [1, 3]):
+        assert all(np.array_equal(vectors[copies[0]], vectors[k]) for k in copies[1:])

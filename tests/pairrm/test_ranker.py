@@ -185,7 +185,7 @@ def test_pickle_with_weights_ranks_the_same(ranker):
     df = make_rows(3, 3, seed=13)
     heavy = PairRMRanker(ranker.model, store_weights_in_pickle=True, show_progress_bar=False)
     heavy = pickle.loads(pickle.dumps(heavy.fit(df)))
-    assert heavy.__dict__.get("_model") is not None  # no reload
+    assert heavy.__dict__.get("_pinned_model") is not None  # no reload
     assert heavy.transform(df)["ranks"].tolist() == ranker.transform(df)["ranks"].tolist()
 
 
@@ -270,3 +270,23 @@ def test_hub_name_offline_says_how_to_get_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="not available offline.*huggingface-cli download"):
         PairRMRanker().fit(make_rows(1, 2))
+
+
+def test_identical_rows_get_identical_bits_and_each_pair_is_ranked_once(ranker, monkeypatch):
+    model = ranker._get_model()
+    pairs_seen: list[int] = []
+    real = type(model)._score_batch
+
+    def counting(self, pairs):
+        pairs_seen.append(len(pairs))
+        return real(self, pairs)
+
+    monkeypatch.setattr(type(model), "_score_batch", counting)
+    base = make_rows(4, 3, seed=21)
+    pool = pd.concat([base, base.iloc[[2, 0]], base.iloc[[2]]])
+    pool.index = [f"p{i}" for i in range(len(pool))]
+    est = PairRMRanker(ranker.model, return_scores=True, batch_size=2, show_progress_bar=False)
+    out = est.fit(pool).transform(pool)
+    scores = out["scores"].tolist()
+    assert scores[4] == scores[2] == scores[6] and scores[5] == scores[0]
+    assert sum(pairs_seen) == 4 * 3 * 2  # each distinct ordered pair once

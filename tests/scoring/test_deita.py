@@ -239,3 +239,29 @@ def test_default_output_columns_feed_deita_selector(complexity_out, quality_out)
     out = DeitaSelector(output="annotate", diversity_threshold=0.0).fit_transform(df)
     expected = df["evol_instruction_score"] * df["evol_response_score"]
     np.testing.assert_allclose(out["deita_score"].loc[df.index], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3])
+def test_identical_rows_get_identical_bits_and_are_scored_once(
+    quality_dir, monkeypatch, batch_size
+):
+    from skdeita.scoring import _deita
+
+    scored: list[int] = []
+    real = _deita.expected_digit_scores
+
+    def counting(lm, sequences, digit_ids):
+        scored.extend(len(s) for s in sequences)
+        return real(lm, sequences, digit_ids)
+
+    monkeypatch.setattr(_deita, "expected_digit_scores", counting)
+    df = rows_frame()
+    # The longest and the shortest row, three times each, far apart in the input.
+    pool = pd.concat([df.iloc[[1, 2]], df, df.iloc[[2, 1]], df.iloc[[1]]])
+    pool.index = [f"x{i}" for i in range(len(pool))]
+    out = quality(quality_dir, batch_size=batch_size).fit_transform(pool)
+    values = out["evol_response_score"].to_numpy()
+    longest, shortest = values[[0, 13, 14]], values[[1, 4, 12]]
+    assert len(set(longest.tobytes()[i : i + 8] for i in range(0, 24, 8))) == 1
+    assert len(set(shortest.tobytes()[i : i + 8] for i in range(0, 24, 8))) == 1
+    assert len(scored) == len(df)  # each distinct prompt reached the model once
