@@ -1,5 +1,6 @@
 """scikit-learn estimators for curating LLM instruction-tuning data, DEITA style."""
 
+from ._config import config_context, get_config, set_config
 from .embedding import EmbeddingTransformer
 from .exceptions import BudgetNotReachedWarning, ModelNotFoundError
 from .pairrm import PairRMRanker, best_candidate, preference_pairs
@@ -24,4 +25,7 @@ __all__ = [
     "preference_pairs",
     "__version__",
     "best_candidate",
+    "config_context",
+    "get_config",
+    "set_config",
 ]
