@@ -8,6 +8,7 @@ messages, uncaught exceptions, log entries and every network request.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import select
@@ -37,6 +38,13 @@ def find_chromium() -> str | None:
     return None
 
 
+def _above(fd: int, lowest: int) -> int:
+    """``fd`` moved to a number >= ``lowest``."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, lowest)
+    os.close(fd)
+    return moved
+
+
 class ProtocolError(RuntimeError):
     pass
 
@@ -47,11 +55,14 @@ class Chromium:
     def __init__(self, executable: str, profile: Path, width: int = 1366, height: int = 768):
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
+        # Above fd 4, so that moving them onto 3 and 4 cannot clobber one another.
+        to_browser_r, from_browser_w = (_above(fd, 10) for fd in (to_browser_r, from_browser_w))
         # The browser reads commands on fd 3 and writes replies on fd 4.
         wrapper = f'exec "$0" "$@" 3<&{to_browser_r} 4>&{from_browser_w}'
         args = [*FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]
         self.proc = subprocess.Popen(
-            ["/bin/sh", "-c", wrapper, executable, *args, "about:blank"],
+            # bash, not sh: dash cannot redirect from descriptors above 9.
+            [shutil.which("bash") or "/bin/bash", "-c", wrapper, executable, *args, "about:blank"],
             pass_fds=(to_browser_r, from_browser_w),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
