@@ -120,7 +120,8 @@ def curve(data, status, settings, embedding_col, enabled) -> str:
         return head + '<p class="note">Not drawn (threshold_curve=False, or --no-curve).</p>'
     rows = np.flatnonzero(_usable(data, embedding_col, status))
     if not len(rows) or "deita_score" not in data.columns:
-        return head + f'<p class="note">No {escape(embedding_col)!s} column: no curve.</p>'
+        what = f"embeddings in column {embedding_col!r}" if not len(rows) else "deita_score"
+        return head + f'<p class="note">No {escape(what)}: no curve.</p>'
     threshold = float(settings["diversity_threshold"])
     cells = data[embedding_col].to_numpy(dtype=object)[rows]
     scores = data["deita_score"].to_numpy(dtype=float)[rows]
@@ -142,11 +143,10 @@ def curve(data, status, settings, embedding_col, enabled) -> str:
     )
     svg = _svg.line_chart(
         table["threshold"].to_numpy(),
-        [
-            ("rows kept", table["kept"].to_numpy(), COLORS["kept"]),
-            ("rows blocked", table["blocked"].to_numpy(), COLORS["blocked"]),
-        ],
-        "Rows kept and blocked per threshold",
+        # Rows kept only: blocked counts grow with the pool and would flatten
+        # the kept line; the table below has them.
+        [("rows kept", table["kept"].to_numpy(), COLORS["kept"])],
+        "Rows kept per threshold",
         f"diversity threshold ({result.metric} distance)",
         "rows",
         marks=marks,
@@ -188,8 +188,11 @@ def embedding_map(data, status, embedding_col, settings, max_points) -> str:
     if embedding_col not in data.columns:
         return head + '<p class="note">No embedding column: no map.</p>'
     has_vector = np.array(
-        [isinstance(c, list | tuple | np.ndarray) for c in data[embedding_col].tolist()]
+        [isinstance(c, list | tuple | np.ndarray) for c in data[embedding_col].tolist()],
+        dtype=bool,
     )
+    if not has_vector.any():
+        return head + '<p class="note">No row has an embedding: no map.</p>'
     chosen = _sample(status, has_vector, max_points)
     vectors = np.stack([np.asarray(c, dtype=np.float64) for c in data[embedding_col].iloc[chosen]])
     if settings["normalize_embeddings"]:
@@ -268,7 +271,7 @@ def pairs(data, status, settings, embedding_col, texts, n) -> str:
             )
         )
         rows.append(
-            f'<tr><td class="num">{k}</td><td class="num">{distance:.4g}</td>'
+            f'<tr><td class="num">{k}</td><td class="num">{distance:.4f}</td>'
             f'<td class="text"><span class="label">row {escape(str(label))}</span>'
             f"{_text_cell(row_text(data, label, texts))}</td>"
             f'<td class="text"><span class="label">{escape(blocker)}</span>'
