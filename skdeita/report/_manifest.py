@@ -158,8 +158,15 @@ def _sha(data: bytes) -> str:
 def _steps(pipeline) -> list[tuple[str, object]]:
     """``(name, estimator)`` of a Pipeline, or of a list of estimators."""
     steps = getattr(pipeline, "steps", None)
-    if steps is None:
-        steps = [(type(s).__name__.lower(), s) for s in pipeline]
+    if steps is None:  # named as make_pipeline names them; repeats get -1, -2, ...
+        names = [type(s).__name__.lower() for s in pipeline]
+        repeated = {n for n in names if names.count(n) > 1}
+        seen: dict[str, int] = {}
+        for i, name in enumerate(names):
+            if name in repeated:
+                seen[name] = seen.get(name, 0) + 1
+                names[i] = f"{name}-{seen[name]}"
+        steps = list(zip(names, pipeline, strict=True))
     return [(name, s) for name, s in steps if s is not None and s != "passthrough"]
 
 

@@ -119,6 +119,11 @@ def report_html(
     )
     texts = text_columns(data, None if text_cols is None else list(text_cols))
     notes: list[str] = []
+    if _used_reference(manifest):
+        notes.append(
+            "The selection was made against reference rows (reference=...), which this "
+            "file does not hold: the threshold curve is computed without them."
+        )
     if not is_annotated(data):
         data = _select(data, settings, embedding_col, instruction_score_col, response_score_col)
         notes.append("The input is a pool: it was selected here with the settings shown.")
@@ -238,6 +243,13 @@ def _settings(manifest, **given) -> tuple[dict, dict]:
         else:
             settings[name], origin[name] = default, "default"
     return settings, origin
+
+
+def _used_reference(manifest) -> bool:
+    for params in ((manifest or {}).get("parameters") or {}).values():
+        if isinstance(params, dict) and params.get("estimator") == "DeitaSelector":
+            return params.get("reference") is not None
+    return False
 
 
 def _select(data, settings, embedding_col, instruction_col, response_col) -> pd.DataFrame:

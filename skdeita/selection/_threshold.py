@@ -127,7 +127,8 @@ def metric_equivalents(metric, normalize: bool) -> tuple[float | None, float | N
     On unit vectors, ``euclidean**2 = sqeuclidean = 2 * cosine distance``; the
     cosine distance ignores each vector's length, so it needs no normalising.
     """
-    deita_cos, distilabel_cos = 1.0 - DEITA_SIMILARITY, DISTILABEL_DISTANCE
+    # round: 1 - 0.9 is 0.09999999999999998 in floating point.
+    deita_cos, distilabel_cos = round(1.0 - DEITA_SIMILARITY, 12), DISTILABEL_DISTANCE
     rule = (
         "distilabel applies its threshold to each row's nearest other row of the whole "
         "input (neighbors='dataset'), DEITA to the rows already kept (neighbors='selected')."
@@ -263,8 +264,8 @@ def threshold_table(
     0       0.00     4        0            0
     1       0.01     3        1            0
     2       0.20     2        2            0
-    >>> result.deita_threshold
-    0.09999999999999998
+    >>> result.deita_threshold, result.distilabel_threshold
+    (0.1, 0.9)
     """
     metric = resolve_metric(distance_metric)
     direction = needs_direction(metric, normalize_embeddings)

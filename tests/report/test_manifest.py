@@ -232,3 +232,10 @@ def test_a_manifest_that_cannot_be_json_is_not_written(tmp_path):
     with pytest.raises(ValueError):
         write_manifest({"bad": float("nan")}, tmp_path / "out.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_steps_given_as_a_list_are_named_as_make_pipeline_names_them():
+    from skdeita.report._manifest import _steps
+
+    steps = [DeitaSelector(), EmbeddingTransformer(), DeitaSelector(1)]
+    assert [n for n, _ in _steps(steps)] == [n for n, _ in make_pipeline(*steps).steps]

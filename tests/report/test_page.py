@@ -200,3 +200,14 @@ def test_per_turn_scores_are_averaged_per_row():
 
     values = _per_row(pd.Series([[1.0, 3.0], 4.0, None, [2.0]], dtype=object))
     np.testing.assert_array_equal(values, [2.0, 4.0, np.nan, 2.0])
+
+
+def test_a_selection_against_reference_rows_is_said_on_the_page(annotated):
+    manifest = {
+        "parameters": {
+            "selection": {"estimator": "DeitaSelector", "reference": {"dataframe": {"rows": 3}}}
+        }
+    }
+    page = _page(annotated, manifest=manifest, threshold_curve=False)
+    assert "made against reference rows" in page
+    assert "made against reference rows" not in _page(annotated, threshold_curve=False)
