@@ -6,7 +6,13 @@ from .exceptions import BudgetNotReachedWarning, ModelNotFoundError
 from .pairrm import PairRMRanker, best_candidate, preference_pairs
 from .pipeline import make_deita_pipeline
 from .scoring import ComplexityScorer, IFDScorer, QualityScorer
-from .selection import DeitaSelector, SelectionResult, deita_select
+from .selection import (
+    DeitaSelector,
+    SelectionResult,
+    ThresholdTable,
+    deita_select,
+    threshold_table,
+)
 
 __version__ = "0.1.0"
 
@@ -20,8 +26,10 @@ __all__ = [
     "PairRMRanker",
     "QualityScorer",
     "SelectionResult",
+    "ThresholdTable",
     "deita_select",
     "make_deita_pipeline",
+    "threshold_table",
     "preference_pairs",
     "__version__",
     "best_candidate",

@@ -14,13 +14,13 @@ import sys
 import textwrap
 
 from ..exceptions import InputChangedError, ScoringError
-from . import _curate, _demo, _rank, _select
+from . import _curate, _demo, _rank, _report, _select, _threshold
 from ._io import CLIError
 
 # ImportError: a missing extra ("pip install 'skdeita[scoring]'"); OSError
 # includes ModelNotFoundError.
 USAGE_ERRORS = (CLIError, ValueError, TypeError, KeyError, OSError, ImportError)
-_SUBCOMMANDS = (_select, _curate, _rank, _demo)
+_SUBCOMMANDS = (_select, _curate, _rank, _threshold, _report, _demo)
 
 
 class _Parser(argparse.ArgumentParser):

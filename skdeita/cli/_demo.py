@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +34,10 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     )
     embedder = EmbeddingTransformer(template="{instruction}\n\n{response}")
     selector = DeitaSelector(data_budget=budget, diversity_threshold=threshold, output="annotate")
-    out = make_pipeline(embedder, selector).fit_transform(pool)
+    started = time.time()
+    pipeline = make_pipeline(embedder, selector)
+    out = pipeline.fit_transform(pool)
+    finished = time.time()
     print(f"Embedded with {embedder.model_identity_.split('|')[1]} on {embedder.device_}.\n")
 
     counts = pd.crosstab(out["kind"], out["deita_selected"].map({True: "kept", False: "dropped"}))
@@ -60,13 +65,19 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     )
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    out.drop(columns="embedding").to_csv(output_dir / "selection.csv")
+    table = output_dir / "selection.csv"
+    out.drop(columns="embedding").to_csv(table)
+    manifest = _write_manifest(pipeline, pool, out, table, started, finished)
+    report = _write_report(out, output_dir / "report.html", manifest)
+    print(f"Selection table: {table}")
+    print(f"Run manifest:    {manifest}")
+    print(f"Report page:     {report}  (one HTML file: open it in any browser)")
     try:
         import matplotlib
 
         matplotlib.use("Agg")
     except ImportError:
-        print("Install the plot extra (pip install 'skdeita[plot]') to get the pictures.")
+        print("Install the plot extra (pip install 'skdeita[plot]') to get the PNG plots.")
         return 0
     from ..plotting import plot_selection_map, plot_threshold_curve
 
@@ -74,10 +85,32 @@ def run_demo(output_dir: Path, *, budget: int | float = 100, threshold: float = 
     ax.figure.savefig(output_dir / "selection_map.png", dpi=120, bbox_inches="tight")
     ax = plot_threshold_curve(out[pool.columns.tolist() + ["embedding"]], selector)
     ax.figure.savefig(output_dir / "threshold_curve.png", dpi=120, bbox_inches="tight")
-    print(f"Selection table: {output_dir / 'selection.csv'}")
     print(f"Selection plot:  {output_dir / 'selection_map.png'}")
     print(f"Threshold curve: {output_dir / 'threshold_curve.png'}")
     return 0
+
+
+def _write_manifest(pipeline, pool, out, table: Path, started, finished) -> Path:
+    """The run's manifest, beside the selection table it describes."""
+    from ..report import build_manifest, write_manifest
+
+    manifest = build_manifest(
+        pipeline,
+        pool,
+        out,
+        output_path=table,
+        started=started,
+        finished=finished,
+        command=["skdeita", *sys.argv[1:]] if sys.argv[1:2] == ["demo"] else ["skdeita", "demo"],
+    )
+    manifest["input"]["path"] = "skdeita.datasets.load_sample()"
+    return write_manifest(manifest, table)
+
+
+def _write_report(out, path: Path, manifest: Path) -> Path:
+    from ..report import write_report
+
+    return write_report(out, path, manifest=str(manifest), title="skdeita demo: the sample pool")
 
 
 def add_parser(sub) -> None:
