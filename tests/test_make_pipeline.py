@@ -130,5 +130,8 @@ def test_grid_search_scores_each_row_once_with_a_cache(scorers, pool, tmp_path, 
     )
     search = GridSearchCV(pipe, {"selection__diversity_threshold": [0.05, 0.2]}, cv=2, refit=False)
     quiet(search.fit, pool)
-    # Two scorers x 30 rows, whatever the folds and thresholds.
-    assert sum(calls) == 2 * len(pool)
+    # Each distinct prompt of each scorer once, whatever the folds and thresholds.
+    distinct = pool["instruction"].nunique() + len(
+        pool[["instruction", "response"]].drop_duplicates()
+    )
+    assert sum(calls) == distinct

@@ -36,13 +36,17 @@ def pool():
 def encoder_calls(monkeypatch):
     """Count texts reaching the real model, across every clone."""
     calls: list[int] = []
-    real = SentenceTransformerEncoder.encode
+    real = SentenceTransformerEncoder.iter_encode
 
-    def counting(self, texts, **kwargs):
-        calls.append(len(texts))
-        return real(self, texts, **kwargs)
+    def counting(self, texts, batches, **kwargs):
+        def counted():
+            for batch in batches:
+                calls.append(len(batch))
+                yield batch
 
-    monkeypatch.setattr(SentenceTransformerEncoder, "encode", counting)
+        return real(self, texts, counted(), **kwargs)
+
+    monkeypatch.setattr(SentenceTransformerEncoder, "iter_encode", counting)
     return calls
 
 

@@ -212,4 +212,7 @@ def transform_model_transformer(estimator, X):
         )
         for i, p in enumerate(parts)
     ]
-    return dd.from_delayed(outs, meta=meta, divisions=X.divisions, verify_meta=False)
+    # The added columns hold Python objects (vectors, lists): Dask must not
+    # turn them into strings, as it does by default for a new collection.
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_delayed(outs, meta=meta, divisions=X.divisions, verify_meta=False)
