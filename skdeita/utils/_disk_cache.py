@@ -68,7 +68,6 @@ from ._cache_files import (
     SUFFIX,
     ChunkReader,
     Layout,
-    Record,
     compact,
     fsync_directory,
     open_settled,
@@ -77,6 +76,7 @@ from ._cache_files import (
     walk,
     write_all,
 )
+from ._cache_lookup import KeyQuery
 from ._warnings import warn_user
 
 try:
@@ -217,13 +217,13 @@ class ResultStore:
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(found, values)`` for ``keys``: a ``(n,)`` bool mask and ``(n, width)``
         values, NaN where not found. Memory: the output, the query's sort order
-        and a buffer of about a megabyte, whatever the size of the store."""
+        and a record's matches, whatever the size of the store (``_cache_lookup``)."""
         keys = _check_keys(keys)
         found = np.zeros(len(keys), dtype=bool)
         values = np.full((len(keys), self.width), np.nan, dtype=self.dtype)
         if len(keys) == 0 or not self.directory.is_dir():
             return found, values
-        query = _Query(keys, self._layout)
+        query = KeyQuery(keys, self._layout)
         reader = ChunkReader()
         seen: set[str] = set()
         for _ in range(100):  # a new round only when a compactor moved files under us
@@ -242,24 +242,23 @@ class ResultStore:
             entries = list(os.scandir(self.directory))
         except FileNotFoundError:
             return []
+        except OSError as err:
+            raise CacheError(
+                f"The cache folder {self.directory} cannot be read: {err.strerror or err}."
+            ) from err
         return sorted(
             e.name
             for e in entries
             if e.name.endswith(SUFFIX) and not e.name.startswith(".") and e.is_file()
         )
 
-    def _read_file(self, path: Path, query: _Query, reader: ChunkReader, found, values) -> bool:
+    def _read_file(self, path: Path, query: KeyQuery, reader: ChunkReader, found, values) -> bool:
         """Take what ``path`` holds; False when it vanished before it was opened."""
+        fd = None
         try:
             fd, settled = open_settled(path, exclusive=False)
-        except OSError as err:
-            report_damage(
-                path, -1, self._layout, [], f"cannot be read ({err.strerror})", salvage=False
-            )
-            return True
-        if fd is None:
-            return False
-        try:
+            if fd is None:
+                return False
             records, problem = walk(fd, os.fstat(fd).st_size, self._layout)
             checked = [query.take(reader, fd, rec, found, values) for rec in records]
             if False in checked and problem is None:
@@ -271,108 +270,13 @@ class ResultStore:
                     if ok or (ok is None and reader.body_crc(fd, rec) == rec.crc)
                 ]
                 report_damage(path, fd, self._layout, intact, problem, salvage=True)
+        except OSError as err:  # EACCES, EIO: skipped like a damaged file
+            problem = f"cannot be read ({err.strerror or err})"
+            report_damage(path, -1, self._layout, [], problem, salvage=False)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         return True
-
-
-class _Query:
-    """The keys of one lookup, sorted by their first 8 bytes: matching a chunk
-    of stored keys is two binary searches and a check of the last 8 bytes."""
-
-    def __init__(self, keys: np.ndarray, layout: Layout):
-        halves = keys.view("<u8").reshape(-1, 2)
-        order = np.argsort(halves[:, 0])
-        # int32 positions when they fit: 4 bytes a key less at the peak
-        self.order = order.astype(np.int32) if len(order) < 2**31 else order
-        del order
-        self.first = halves[:, 0][self.order]
-        self.second = halves[:, 1]
-        self.layout = layout
-
-    def match(self, part) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of a chunk of stored keys that are queried, and their query positions."""
-        halves = np.frombuffer(part, dtype="<u8").reshape(-1, 2)
-        lo = np.searchsorted(self.first, halves[:, 0], "left")
-        hi = np.searchsorted(self.first, halves[:, 0], "right")
-        rows = np.flatnonzero(hi > lo)
-        if rows.size == 0:
-            return rows, rows
-        count = hi[rows] - lo[rows]
-        if count.max() == 1:  # the usual case: no repeated query key, no prefix collision
-            slots = lo[rows]
-        else:
-            ends = np.cumsum(count)
-            slots = np.repeat(lo[rows] - (ends - count), count) + np.arange(ends[-1])
-            rows = np.repeat(rows, count)
-        positions = self.order[slots].astype(np.int64)
-        same = self.second[positions] == halves[rows, 1]
-        return rows[same], positions[same]
-
-    def take(self, reader: ChunkReader, fd: int, rec: Record, found, values) -> bool | None:
-        """Copy the queried rows of one record into ``values`` if its CRC matches.
-
-        True: used (CRC checked); False: CRC mismatch, nothing taken; None: no
-        queried key in it, values not read (nor checked).
-        """
-        crc = 0
-        rows_parts, pos_parts = [], []
-        try:
-            for start, part in reader.chunks(fd, rec.body, rec.n, KEY_BYTES):
-                crc = zlib.crc32(part, crc)
-                rows, positions = self.match(part)
-                if rows.size:
-                    rows_parts.append(rows + start)
-                    pos_parts.append(positions)
-        except EOFError:
-            return False
-        if not rows_parts:
-            return None
-        rows, positions = np.concatenate(rows_parts), np.concatenate(pos_parts)
-        del rows_parts, pos_parts
-        assigned, staged = [], []
-        dtype, width = self.layout.dtype, self.layout.width
-        try:
-            for start, part in reader.chunks(fd, rec.values_at, rec.n, rec.row_bytes):
-                crc = zlib.crc32(part, crc)
-                stop = start + len(part) // rec.row_bytes
-                a, b = np.searchsorted(rows, (start, stop))
-                if a == b:
-                    continue
-                chunk = np.frombuffer(part, dtype=dtype).reshape(-1, width)
-                where, vals = positions[a:b], chunk[rows[a:b] - start]
-                new = ~found[where]
-                if new.sum() > 1:  # one key twice in this record: the first is new
-                    _, first = np.unique(where, return_index=True)
-                    if first.size < where.size:
-                        once = np.zeros(where.size, dtype=bool)
-                        once[first] = True
-                        new &= once
-                values[where[new]] = vals[new]
-                found[where[new]] = True
-                assigned.append(where[new])
-                if not new.all():
-                    staged.append((where[~new], vals[~new]))
-        except EOFError:  # the file shrank under us: not a complete record
-            _undo(assigned, found, values)
-            return False
-        except BaseException:
-            _undo(assigned, found, values)
-            raise
-        if crc != rec.crc:
-            _undo(assigned, found, values)
-            return False
-        for where, vals in staged:  # keys held twice: the smaller bytes win, in any order
-            for slot, row in zip(where.tolist(), vals, strict=True):
-                if row.tobytes() < values[slot].tobytes():
-                    values[slot] = row
-        return True
-
-
-def _undo(assigned, found, values) -> None:
-    for where in assigned:
-        found[where] = False
-        values[where] = np.nan
 
 
 class StoreWriter:

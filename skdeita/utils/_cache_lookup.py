@@ -1,0 +1,116 @@
+"""The search behind ``ResultStore.lookup``: the query's keys sorted once, the
+stored records streamed past them, values taken only from records whose CRC
+matches.
+
+Memory is the output, the query's sort order (12 bytes a key) and the rows of
+one record that match (16 bytes each; merged records hold at most 2**18 rows),
+never the store's own keys: a lookup costs the same memory against a store of
+a thousand rows or of a million.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ._cache_files import KEY_BYTES, ChunkReader, Layout, Record
+
+
+class KeyQuery:
+    """The keys of one lookup, sorted by their first 8 bytes: matching a chunk
+    of stored keys is two binary searches and a check of the last 8 bytes."""
+
+    def __init__(self, keys: np.ndarray, layout: Layout):
+        halves = keys.view("<u8").reshape(-1, 2)
+        order = np.argsort(halves[:, 0])
+        # int32 positions when they fit: 4 bytes a key less at the peak
+        self.order = order.astype(np.int32) if len(order) < 2**31 else order
+        del order
+        self.first = halves[:, 0][self.order]
+        self.second = halves[:, 1]
+        self.layout = layout
+
+    def match(self, part) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of a chunk of stored keys that are queried, and their query positions."""
+        halves = np.frombuffer(part, dtype="<u8").reshape(-1, 2)
+        lo = np.searchsorted(self.first, halves[:, 0], "left")
+        hi = np.searchsorted(self.first, halves[:, 0], "right")
+        rows = np.flatnonzero(hi > lo)
+        if rows.size == 0:
+            return rows, rows
+        count = hi[rows] - lo[rows]
+        if count.max() == 1:  # the usual case: no repeated query key, no prefix collision
+            slots = lo[rows]
+        else:
+            ends = np.cumsum(count)
+            slots = np.repeat(lo[rows] - (ends - count), count) + np.arange(ends[-1])
+            rows = np.repeat(rows, count)
+        positions = self.order[slots].astype(np.int64)
+        same = self.second[positions] == halves[rows, 1]
+        return rows[same], positions[same]
+
+    def take(self, reader: ChunkReader, fd: int, rec: Record, found, values) -> bool | None:
+        """Copy the queried rows of one record into ``values`` if its CRC matches.
+
+        True: used (CRC checked); False: CRC mismatch, nothing taken; None: no
+        queried key in it, values not read (nor checked).
+        """
+        crc = 0
+        rows_parts, pos_parts = [], []
+        try:
+            for start, part in reader.chunks(fd, rec.body, rec.n, KEY_BYTES):
+                crc = zlib.crc32(part, crc)
+                rows, positions = self.match(part)
+                if rows.size:
+                    rows_parts.append(rows + start)
+                    pos_parts.append(positions)
+        except EOFError:
+            return False
+        if not rows_parts:
+            return None
+        rows, positions = np.concatenate(rows_parts), np.concatenate(pos_parts)
+        del rows_parts, pos_parts
+        assigned, staged = [], []
+        dtype, width = self.layout.dtype, self.layout.width
+        try:
+            for start, part in reader.chunks(fd, rec.values_at, rec.n, rec.row_bytes):
+                crc = zlib.crc32(part, crc)
+                stop = start + len(part) // rec.row_bytes
+                a, b = np.searchsorted(rows, (start, stop))
+                if a == b:
+                    continue
+                chunk = np.frombuffer(part, dtype=dtype).reshape(-1, width)
+                where, vals = positions[a:b], chunk[rows[a:b] - start]
+                new = ~found[where]
+                if new.sum() > 1:  # one key twice in this record: the first is new
+                    _, first = np.unique(where, return_index=True)
+                    if first.size < where.size:
+                        once = np.zeros(where.size, dtype=bool)
+                        once[first] = True
+                        new &= once
+                values[where[new]] = vals[new]
+                found[where[new]] = True
+                assigned.append(where[new])
+                if not new.all():
+                    staged.append((where[~new], vals[~new]))
+        except EOFError:  # the file shrank under us: not a complete record
+            _undo(assigned, found, values)
+            return False
+        except BaseException:
+            _undo(assigned, found, values)
+            raise
+        if crc != rec.crc:
+            _undo(assigned, found, values)
+            return False
+        for where, vals in staged:  # keys held twice: the smaller bytes win, in any order
+            for slot, row in zip(where.tolist(), vals, strict=True):
+                if row.tobytes() < values[slot].tobytes():
+                    values[slot] = row
+        return True
+
+
+def _undo(assigned, found, values) -> None:
+    for where in assigned:
+        found[where] = False
+        values[where] = np.nan
