@@ -47,7 +47,7 @@ READ_CHUNK = 1 << 20
 COPY_CHUNK = 8 << 20
 # A merged record holds at most this many rows or body bytes: a damaged record
 # costs only its rows, and a lookup's per-record match list stays small.
-MERGED_ROWS = 1 << 18
+MERGED_ROWS = 1 << 16
 MERGED_BYTES = 64 << 20
 SUFFIX = ".rec"
 JOURNAL_PREFIX = "j-"
