@@ -6,8 +6,9 @@ Each data set is written three ways, in realistic checkpoints of ``--batch``
 rows: the store's journal as a run leaves it when killed (one record per
 batch, never merged), the store after a writer's close merged it, and the old
 cache's one ``.npz`` shard per batch. Then, in a fresh subprocess per layout,
-every key is looked up (in a shuffled order) and the table reports the time to
-open and look up, and the peak memory: the high-water mark of the process's
+every key is looked up (in a shuffled order; the old cache's rows then
+stacked into the same ``(n, width)`` array the store returns) and the table
+reports the time to open and look up, and the peak memory: the high-water mark of the process's
 resident set (``/proc/self/status`` VmHWM, reset through
 ``/proc/self/clear_refs`` once the query keys are built, so it counts the
 lookup alone, file pages included), as a multiple of the raw bytes (keys +
@@ -95,6 +96,7 @@ start = time.perf_counter()
 if layout == "old":
     got = VectorCache(folder + "/old", "bench", kind="bench").get(query)
     found = sum(v is not None for v in got)
+    values = np.stack(got)  # the same (n, width) array as the store's lookup
 else:
     store = ResultStore(folder + "/new", "bench", "bench", width=width, dtype=dtype)
     mask, values = store.lookup(query)
@@ -143,7 +145,7 @@ def run(name: str, spec: dict, root: Path, old: bool) -> list[str]:
         result = measure(folder, spec, layout)
         assert result["found"] == n, result
         label = {
-            "old": f"VectorCache, {files_in(where):,} .npz shards",
+            "old": f"VectorCache (get, np.stack), {files_in(where):,} .npz shards",
             "journal": f"ResultStore, 1 journal of {-(-n // spec['batch']):,} records",
             "merged": f"ResultStore, merged ({files_in(where)} file)",
         }[layout]

@@ -141,6 +141,10 @@ class ChunkReader:
     def __init__(self, chunk_bytes: int = READ_CHUNK):
         self._buffer = np.empty(chunk_bytes, dtype=np.uint8)
 
+    @property
+    def chunk_bytes(self) -> int:
+        return len(self._buffer)
+
     @staticmethod
     def _fill(fd: int, view: memoryview, offset: int) -> None:
         done = 0

@@ -31,18 +31,22 @@ class KeyQuery:
         self.second = halves[:, 1]
         self.layout = layout
 
-    def match(self, part) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of a chunk of stored keys that are queried, and their query positions."""
+    def match(self, part) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Rows of a chunk of stored keys that are queried, their query
+        positions, and whether two keys of the chunk share their first 8 bytes."""
         halves = np.frombuffer(part, dtype="<u8").reshape(-1, 2)
         # Searched in sorted order: each search starts where the last one
         # ended, which is faster than random probes when the chunk is large.
         sorter = np.argsort(halves[:, 0])
+        needles = halves[sorter, 0]
+        repeats = bool(np.any(needles[1:] == needles[:-1]))
         lo = np.empty(len(sorter), dtype=np.intp)
-        lo[sorter] = np.searchsorted(self.first, halves[sorter, 0], "left")
+        lo[sorter] = np.searchsorted(self.first, needles, "left")
+        del sorter, needles
         last = len(self.first) - 1
         rows = np.flatnonzero(self.first[np.minimum(lo, last)] == halves[:, 0])  # file order
         if rows.size == 0:
-            return rows, rows
+            return rows, rows, repeats
         slots, needles = lo[rows], halves[rows, 0]
         # More query keys with the same first 8 bytes (a key asked twice, or a
         # shared prefix): rare, so counted only where the next one is equal.
@@ -56,7 +60,7 @@ class KeyQuery:
             rows = np.repeat(rows, count)
         positions = self.order[slots].astype(np.int64)
         same = self.second[positions] == halves[rows, 1]
-        return rows[same], positions[same]
+        return rows[same], positions[same], repeats
 
     def take(self, reader: ChunkReader, fd: int, rec: Record, found, values) -> bool | None:
         """Copy the queried rows of one record into ``values`` if its CRC matches.
@@ -66,10 +70,14 @@ class KeyQuery:
         """
         crc = 0
         rows_parts, pos_parts = [], []
+        # Whether one key may be stored twice in this record (then a chunk's
+        # assignment below may hit one query position twice).
+        repeats = rec.n * KEY_BYTES > reader.chunk_bytes
         try:
             for start, part in reader.chunks(fd, rec.body, rec.n, KEY_BYTES):
                 crc = zlib.crc32(part, crc)
-                rows, positions = self.match(part)
+                rows, positions, repeated = self.match(part)
+                repeats |= repeated
                 if rows.size:
                     rows_parts.append(rows + start)
                     pos_parts.append(positions)
@@ -97,12 +105,12 @@ class KeyQuery:
                 values[where] = vals
                 found[where] = True
                 assigned.append(where)
-                # One key twice in this chunk: the assignment kept one of its
-                # rows; reading back finds the others, resolved below.
-                bits = f"u{dtype.itemsize}"
-                lost = (values[where].view(bits) != vals.view(bits)).any(axis=1)
-                if lost.any():
-                    staged.append((where[lost], vals[lost]))
+                if repeats:  # the assignment kept one row of a repeated key;
+                    # reading back finds the others, resolved below
+                    bits = f"u{dtype.itemsize}"
+                    lost = (values[where].view(bits) != vals.view(bits)).any(axis=1)
+                    if lost.any():
+                        staged.append((where[lost], vals[lost]))
         except EOFError:  # the file shrank under us: not a complete record
             _undo(assigned, found, values)
             return False

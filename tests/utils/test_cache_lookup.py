@@ -37,7 +37,8 @@ def test_match_equals_a_plain_search():
     universe = keys_with_shared_prefixes(rng, 160)
     query = universe[rng.integers(0, 160, size=120)]  # repeated keys too
     stored = universe[rng.integers(0, 160, size=90)]  # repeated stored keys too
-    rows, positions = KeyQuery(query, LAYOUT).match(memoryview(stored.tobytes()))
+    rows, positions, repeats = KeyQuery(query, LAYOUT).match(memoryview(stored.tobytes()))
+    assert repeats  # stored keys share prefixes
     assert np.all(np.diff(rows) >= 0)  # file order: take() slices by row
     assert set(zip(rows.tolist(), positions.tolist(), strict=True)) == plain_match(query, stored)
     assert len(rows) == len(plain_match(query, stored))
@@ -45,8 +46,9 @@ def test_match_equals_a_plain_search():
 
 def test_match_of_keys_not_queried_is_empty():
     query = unit_keys(["a", "b"])
-    rows, positions = KeyQuery(query, LAYOUT).match(memoryview(unit_keys(["c", "d"]).tobytes()))
-    assert rows.size == positions.size == 0
+    stored = memoryview(unit_keys(["c", "d"]).tobytes())
+    rows, positions, repeats = KeyQuery(query, LAYOUT).match(stored)
+    assert rows.size == positions.size == 0 and not repeats
 
 
 def test_take_leaves_nothing_behind_when_a_records_crc_fails(store):
