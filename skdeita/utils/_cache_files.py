@@ -125,8 +125,9 @@ def walk(fd: int, size: int, layout: Layout) -> tuple[list[Record], str | None]:
             return records, "was written for another identity (model or parameters)"
         if dtype_code != layout.dtype_code or width != layout.width:
             code = dtype_code.rstrip(b"\0").decode("ascii", "replace")
-            return records, f"holds rows of {width} x {code} (this store: {layout.width} x "
-            f"{layout.dtype.str})"
+            return records, (
+                f"holds rows of {width} x {code} (this store: {layout.width} x {layout.dtype.str})"
+            )
         record = Record(pos + HEADER_BYTES, n, body_crc, layout.row_bytes)
         if record.end > size:
             return records, f"ends in a cut-off record at byte {pos}"
@@ -362,16 +363,19 @@ def report_damage(
         if salvage and intact:
             try:
                 write_merged(path.parent, layout, [(fd, rec) for rec in intact])
-            except OSError as err:
-                fate += f"; copying its {rows} intact rows failed ({err.strerror})"
+            except (OSError, EOFError) as err:
+                fate += f"; copying its {rows} intact rows failed ({err})"
                 rows = 0
     if str(path) in _REPORTED:
         return
     _REPORTED.add(str(path))
-    kept = f"{rows} intact rows from it are still used, the" if rows else "the"
+    kept = (
+        f"Its {rows} intact rows are still used; the rest will be computed again."
+        if rows
+        else "Its rows will be computed again."
+    )
     warn_user(
-        f"The cache file {path} {problem}, so it is not trusted: {fate}. The {kept} "
-        "rest of its rows will be computed again.",
+        f"The cache file {path} {problem}, so it is not trusted: {fate}. {kept}",
         CacheDamagedWarning,
     )
 

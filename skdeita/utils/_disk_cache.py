@@ -270,8 +270,8 @@ class ResultStore:
                     if ok or (ok is None and reader.body_crc(fd, rec) == rec.crc)
                 ]
                 report_damage(path, fd, self._layout, intact, problem, salvage=True)
-        except OSError as err:  # EACCES, EIO: skipped like a damaged file
-            problem = f"cannot be read ({err.strerror or err})"
+        except (OSError, EOFError) as err:  # EACCES, EIO, a file that shrank
+            problem = f"cannot be read ({getattr(err, 'strerror', None) or err})"
             report_damage(path, -1, self._layout, [], problem, salvage=False)
         finally:
             if fd is not None:
@@ -376,6 +376,16 @@ class StoreWriter:
             )
         self._failed = True
 
+    def _merge_failed(self, err: Exception) -> None:
+        if not self._failed:
+            warn_user(
+                f"Merging the cache files in {self.store.directory} failed: "
+                f"{getattr(err, 'strerror', None) or err}. They stay as they are (all that "
+                "was written is valid); the next writer to close merges them.",
+                CacheWriteWarning,
+            )
+        self._failed = True
+
     def close(self) -> None:
         """Make the journal durable, merge files, release the journal (idempotent)."""
         if self._closed:
@@ -383,13 +393,16 @@ class StoreWriter:
         self._closed = True
         try:
             if self._fd is not None and not self._failed:
-                os.fsync(self._fd)
+                try:
+                    os.fsync(self._fd)
+                except OSError as err:
+                    self._fail(err)
             if self.compact and not self._failed and self.store.directory.is_dir():
                 own = (self.path, self._fd) if self._fd is not None else None
-                compact(self.store.directory, self.store._layout, own)
-        except OSError as err:
-            # What the journal holds stays valid: the next writer merges it.
-            self._fail(err)
+                try:
+                    compact(self.store.directory, self.store._layout, own)
+                except (OSError, EOFError) as err:  # EOFError: a file shrank under us
+                    self._merge_failed(err)
         finally:
             if self._fd is not None:
                 os.close(self._fd)  # releases the lock: the journal is now dead

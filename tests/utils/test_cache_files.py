@@ -72,8 +72,8 @@ def test_walk_stops_at_a_corrupted_header(tmp_path):
     "layout, words",
     [
         (Layout(b"\1" * 32, np.dtype("<f4"), 2), "another identity"),
-        (Layout(bytes(range(32)), np.dtype("<f8"), 2), "rows of 2 x <f4"),
-        (Layout(bytes(range(32)), np.dtype("<f4"), 3), "rows of 2 x <f4"),
+        (Layout(bytes(range(32)), np.dtype("<f8"), 2), "rows of 2 x <f4 (this store: 2 x <f8)"),
+        (Layout(bytes(range(32)), np.dtype("<f4"), 3), "rows of 2 x <f4 (this store: 3 x <f4)"),
     ],
 )
 def test_walk_refuses_records_of_another_store(tmp_path, layout, words):

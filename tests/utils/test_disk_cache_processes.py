@@ -186,3 +186,35 @@ except CacheError as err:
 def test_check_writable_raises_cache_error_on_a_read_only_filesystem(tmp_path):
     out = _run_in_a_mount(tmp_path, "ro", CHECK_READ_ONLY).stdout
     assert "cannot be created: Read-only file system" in out
+
+
+MERGE_PAST_THE_LIMIT = (
+    CHILD_PRELUDE
+    + """
+import resource
+folder, limit = sys.argv[1], int(sys.argv[2])
+store = ResultStore(folder, "model-a", "scores", width=3, dtype="f8")
+with store.writer(compact=False) as writer:  # a dead writer's journal: 3 records
+    for lo in range(0, 1500, 500):
+        writer.add(unit_keys(texts(lo, lo + 500)), expected_values(lo, lo + 500))
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with store.writer() as writer:  # 2 records fit; merging 5 does not
+        for lo in range(1500, 2500, 500):
+            writer.add(unit_keys(texts(lo, lo + 500)), expected_values(lo, lo + 500))
+print(json.dumps([f"{w.category.__name__}: {w.message}" for w in caught]))
+"""
+)
+
+
+def test_a_merge_that_fails_warns_once_and_leaves_every_file_valid(tmp_path):
+    folder = tmp_path / "cache"
+    caught = json.loads(finish(python(MERGE_PAST_THE_LIMIT, folder, int(4.5 * RECORD))))
+    assert len(caught) == 1 and caught[0].startswith("CacheWriteWarning: Merging the cache")
+    store = make_store(folder)
+    assert [name[:2] for name in rec_files(store)] == ["j-", "j-"]
+    assert not list(store.directory.glob(".*.tmp"))  # the partial merge was removed
+    found, got = lookup_quietly(store, unit_keys(texts(0, 2500)))
+    assert found.all()
+    np.testing.assert_array_equal(got, expected_values(0, 2500))
