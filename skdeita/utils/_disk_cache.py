@@ -56,6 +56,7 @@ import tempfile
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from numbers import Integral
 from pathlib import Path
 
@@ -88,7 +89,7 @@ FSYNC_SECONDS = 10.0
 _KIND = re.compile(r"[A-Za-z0-9_.-]+")
 
 
-def unit_keys(items) -> np.ndarray:
+def unit_keys(items: Iterable[str]) -> np.ndarray:
     """Keys of units for a ``ResultStore``: the first 16 bytes of the SHA-256 of
     each text's UTF-8 bytes (lone surrogates kept), as a ``(n,)`` ``V16`` array.
 

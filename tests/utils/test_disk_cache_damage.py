@@ -204,7 +204,7 @@ def test_a_child_killed_while_writing_is_followed_by_a_clean_merge(store):
         warnings.simplefilter("always")
         with store.writer() as writer:  # merges the dead journal
             writer.add(unit_keys(["new"]), np.zeros((1, 3)))
-    assert len(rec_files(store)) == 1 and not list(store.directory.glob("j-*"))
+    assert len(rec_files(store)) == 1 and not list(store.directory.glob("j-*.rec"))
     found, got = lookup_quietly(store, unit_keys(texts(0, complete * BATCH)))
     assert found.all()
     np.testing.assert_array_equal(got, expected_values(0, complete * BATCH))
