@@ -35,8 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _legacy_cache import VectorCache
 
-from skdeita.utils._disk_cache import ResultStore, VectorCache
+from skdeita.utils._disk_cache import ResultStore
 
 SETS = {
     "scores": dict(n=1_000_000, width=1, dtype="float64", batch=4096),
@@ -76,7 +77,9 @@ def write(folder: Path, spec: dict, layout: str) -> float:
 LOOKUP = """
 import json, sys, time
 import numpy as np
-from skdeita.utils._disk_cache import ResultStore, VectorCache
+sys.path.insert(0, sys.argv[6])
+from _legacy_cache import VectorCache
+from skdeita.utils._disk_cache import ResultStore
 
 def hwm_mb():
     for line in open("/proc/self/status"):
@@ -118,7 +121,8 @@ print(json.dumps(dict(seconds=seconds, peak_mb=peak, found=found, exact=exact)))
 
 
 def measure(folder: Path, spec: dict, layout: str) -> dict:
-    args = [folder, layout, spec["width"], spec["dtype"], spec["batch"]]
+    here = Path(__file__).resolve().parent  # for the legacy cache module
+    args = [folder, layout, spec["width"], spec["dtype"], spec["batch"], here]
     out = subprocess.run(
         [sys.executable, "-c", LOOKUP, *map(str, args)], capture_output=True, text=True
     )

@@ -33,10 +33,10 @@ from .utils._dask import (
     is_dask_collection,
     transform_model_transformer,
 )
+from .utils._disk_cache import ResultStore
 from .utils._model_cache import cached_model, loaded_model
 from .utils._optional import resolve_device
 from .utils._progress import progress_enabled
-from .utils._store_shim import ResultStore
 from .utils._units import UnitResults, compute_units
 from .utils._validation import check_device
 

@@ -25,23 +25,15 @@ the same bits (see :mod:`skdeita.utils._dask`).
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._disk_cache import unit_keys
 from ._progress import progress_bar
 
-
-def unit_key(text: str) -> bytes:
-    """The 16-byte key of one unit's canonical text."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
-
-
-def unit_keys(texts: Iterable[str]) -> np.ndarray:
-    """Keys of many units, as a ``(n,)`` array of dtype ``V16``."""
-    return np.frombuffer(b"".join(unit_key(t) for t in texts), dtype="V16").copy()
+__all__ = ["UnitBatch", "UnitResults", "batch_plan", "compute_units", "distinct", "unit_keys"]
 
 
 def distinct(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -222,3 +222,75 @@ def test_keys_shared_by_partitions_are_computed_alone(monkeypatch):
     monkeypatch.setattr(EmbeddingTransformer, "_compute_units", spy)
     _dask._transform_partition(parts[0], emb, shared)
     assert seen == [[pool["instruction"].iloc[1]]]
+
+
+def test_a_killed_worker_loses_only_unwritten_batches_and_the_retry_equals_pandas(
+    tiny_scorer_dir, tmp_path, caplog
+):
+    import logging
+    import os
+    import signal
+    import time
+    import warnings
+
+    import distributed
+
+    from skdeita import ComplexityScorer
+    from skdeita.utils._disk_cache import ResultStore
+
+    words = "sort list bread ocean poem python paris sleep tips wind night numbers".split()
+    rng = np.random.default_rng(3)
+    n = 600
+    rows = pd.DataFrame(
+        {"instruction": [" ".join(rng.choice(words, 3 + i % 7)) + f" {i}" for i in range(n)]},
+        index=pd.RangeIndex(n),
+    )
+    cache = tmp_path / "cache"
+    est = ComplexityScorer(
+        str(tiny_scorer_dir), batch_size=1, cache=cache, device="cpu", show_progress_bar=False
+    )
+    _, prompts = est._check_input(rows)
+    keys = est._units(prompts).keys
+    store = ResultStore.from_param(
+        cache, est._cache_identity(), "scores", width=1, dtype=np.float64
+    )
+
+    def cached() -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a record cut by the kill is the run's to report
+            return int(store.lookup(keys)[0].sum())
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=50,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.forward_logging("skdeita", level=logging.INFO)
+        caplog.set_level(logging.INFO, logger="skdeita")
+        ddf = dd.from_pandas(rows, npartitions=2)
+        future = client.compute(est.fit(ddf).transform(ddf))
+        deadline = time.monotonic() + 300
+        while cached() < 30:  # watch the cache folder, not the clock
+            assert not future.done() and time.monotonic() < deadline
+            time.sleep(0.05)
+        victim = next(iter(client.run(os.getpid).values()))
+        os.kill(victim, signal.SIGKILL)
+        at_kill = cached()
+        got = future.result(timeout=600)
+    assert at_kill >= 30 and cached() == n
+    # The retried partition resumed: some of its rows came from the cache.
+    resumed = [r.getMessage() for r in caplog.records if "rows from cache" in r.getMessage()]
+    assert any(not m.startswith("ComplexityScorer: 0 of") for m in resumed), resumed
+    expected = est.transform(rows)  # everything from the cache now: the same bits
+    pd.testing.assert_frame_equal(got.sort_index(), expected)
+    whole = ComplexityScorer(str(tiny_scorer_dir), device="cpu", show_progress_bar=False)
+    np.testing.assert_allclose(
+        got.sort_index()["evol_instruction_score"],
+        whole.fit_transform(rows)["evol_instruction_score"],
+        atol=1e-6,
+    )

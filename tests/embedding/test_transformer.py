@@ -119,7 +119,7 @@ def test_cache_accepts_joblib_memory(minilm_path, tmp_path):
     joblib = pytest.importorskip("joblib")
     memory = joblib.Memory(tmp_path, verbose=0)
     EmbeddingTransformer(cache=memory).fit(frame()).transform(frame())
-    assert list((tmp_path / "skdeita-embeddings").glob("*/*.npz"))
+    assert list((tmp_path / "skdeita-embeddings").glob("*/*.rec"))
 
 
 def test_cache_is_keyed_by_normalisation(tiny_bert_dir, tmp_path):

@@ -410,7 +410,7 @@ def test_cache_returns_the_same_scores(gpt2_path, pool, tmp_path):
     rows = pool.head(8)
     cols = ("pc", "pa")
     first = scorer(gpt2_path, cache=tmp_path, perplexity_cols=cols).fit_transform(rows)
-    assert any(tmp_path.rglob("*.npz"))
+    assert any(tmp_path.rglob("*.rec"))
     again = scorer(gpt2_path, cache=tmp_path, perplexity_cols=cols).fit_transform(rows)
     pd.testing.assert_frame_equal(first, again)
     # Another max_length is another cache entry, not a stale hit.

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from skdeita.exceptions import CacheError
-from skdeita.utils._disk_cache import ResultStore, VectorCache, text_key, unit_keys
+from skdeita.utils._disk_cache import ResultStore, unit_keys
 
 from .conftest import expected_values, lookup_quietly, make_store, rec_files, texts, write_rows
 
@@ -170,7 +170,7 @@ def test_unit_keys_are_sha256_prefixes_of_utf8_with_surrogates():
     assert keys.dtype == np.dtype("V16") and keys.shape == (3,)
     for key, text in zip(keys, items, strict=True):
         want = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:16]
-        assert key.tobytes() == want == text_key(text)
+        assert key.tobytes() == want
 
 
 @pytest.mark.parametrize(
@@ -254,14 +254,15 @@ def test_check_writable_raises_cache_error_for_a_read_only_folder(store):
         store.directory.chmod(0o700)
 
 
-def test_legacy_shards_in_the_same_folder_are_left_alone(tmp_path):
-    # VectorCache (kept until its callers move) uses the same folder scheme.
-    legacy = VectorCache(tmp_path, "model-a", kind="scores")
-    legacy.put([text_key("old")], np.ones((1, 3)))
+def test_shards_of_skdeita_0_1_in_the_same_folder_are_left_alone(tmp_path):
+    # skdeita 0.1 wrote one .npz shard per call into the same folder scheme.
     store = make_store(tmp_path, identity="model-a")
-    assert store.directory == legacy.directory
+    store.directory.mkdir(parents=True)
+    legacy = store.directory / "0123456789abcdef0123.npz"
+    np.savez(legacy, keys=unit_keys(["old"]), vectors=np.ones((1, 3)))
+    before = legacy.read_bytes()
     write_rows(store, 0, 5, batch=5)
     found, _ = lookup_quietly(store, unit_keys(["old", "unit 1"]))
     np.testing.assert_array_equal(found, [False, True])
-    assert VectorCache(tmp_path, "model-a", kind="scores").get([text_key("old")])[0] is not None
+    assert legacy.read_bytes() == before
     shutil.rmtree(tmp_path / "skdeita-scores")
