@@ -284,8 +284,6 @@ def not_found(model: str, exc: Exception, hint: str = "") -> ModelNotFoundError:
 # -- dtypes and memory -----------------------------------------------------------------
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
-# Bytes per element of the dtypes a safetensors header names.
-_STORED_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2}
 _CONFIG_DTYPES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
@@ -313,7 +311,13 @@ def _safetensors_parameters(path: Path) -> int:
         if size > 100_000_000:  # a header is kilobytes: not a safetensors file
             raise ValueError(f"{path} has no safetensors header")
         header = json.loads(f.read(size))
-    return sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    # Floating-point tensors only: integer buffers (position ids) are not cast
+    # to the dtype and weigh nothing next to the weights.
+    return sum(
+        math.prod(t["shape"])
+        for k, t in header.items()
+        if k != "__metadata__" and t["dtype"].startswith(("F", "BF"))
+    )
 
 
 def _stored_bytes(folder: Path) -> int | None:
@@ -327,7 +331,8 @@ def _stored_bytes(folder: Path) -> int | None:
 
 def _config_parameters(folder: Path) -> int | None:
     """A transformer's parameters estimated from its config (weights not here):
-    embeddings, attention (with grouped key/value heads) and the MLP."""
+    embeddings, attention (with grouped key/value heads) and the MLP; biases
+    and norms left out (within a few percent for real models)."""
     try:
         cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -343,7 +348,11 @@ def _config_parameters(folder: Path) -> int | None:
     gated = str(cfg.get("hidden_act", "")) in {"silu", "swiglu", "swish"}  # gate, up, down
     per_layer = 2 * h * h + 2 * h * kv + (3 if gated else 2) * h * inner
     tied = cfg.get("tie_word_embeddings", True)
-    return vocab * h * (1 if tied else 2) + layers * per_layer
+    # A position table, unless positions are rotary (rope_theta, rope_scaling, ...).
+    positions = cfg.get("n_positions") or cfg.get("max_position_embeddings") or 0
+    if any(k.startswith("rope") for k in cfg):
+        positions = 0
+    return (vocab * (1 if tied else 2) + positions) * h + layers * per_layer
 
 
 def count_parameters(folder: str | os.PathLike) -> int | None:
@@ -415,8 +424,11 @@ def estimate_model_bytes(model, dtype) -> int | None:
 
 
 def format_bytes(n: int) -> str:
-    """``26.0 GB``, ``91 MB``: decimal units, as model sizes are quoted."""
-    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+    """``26.0 GB``, ``91 MB``, ``136 kB``: decimal units, as model sizes are quoted."""
+    for unit, scale, digits in (("GB", 1e9, 1), ("MB", 1e6, 0)):
+        if n >= scale:
+            return f"{n / scale:.{digits}f} {unit}"
+    return f"{n / 1e3:.0f} kB"
 
 
 def log_model_memory(owner: str, model, dtype: str, device: str) -> int | None:
