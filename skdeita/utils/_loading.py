@@ -106,7 +106,8 @@ def missing_model_files(folder: str | os.PathLike) -> list[str]:
 
 def check_local_model_dir(path: str, backend: str = "transformers", what: str = "Model") -> None:
     """A local model directory must hold a config, a tokenizer and weights; say
-    which is missing. Anything that is not a directory is left to the caller."""
+    which is missing. Anything that is not a directory is left to the caller.
+    Every ``backend`` needs the same three."""
     if not Path(path).is_dir():
         return
     missing = missing_model_files(path)
