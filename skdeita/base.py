@@ -34,6 +34,7 @@ from .utils._dask import (
     transform_model_transformer,
 )
 from .utils._disk_cache import ResultStore
+from .utils._loading import check_model, log_model_memory
 from .utils._model_cache import cached_model, loaded_model
 from .utils._optional import resolve_device
 from .utils._progress import progress_enabled
@@ -157,6 +158,42 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
     # Parameters that change the loaded model (the cache key); subclasses extend.
     _loading_params: frozenset[str] = frozenset({"model", "dtype", "trust_remote_code"})
 
+    # -- the pre-flight check: find the model, load nothing --------------------
+
+    # What ``utils._loading.check_model`` requires of ``model``.
+    _model_kind = "transformers"
+
+    def _check_model(self) -> None:
+        """Find the model without loading it, or raise saying what is wrong.
+
+        A local folder must hold a config, a tokenizer and weights; a string
+        meant as a path must be a folder; a hub name must be well formed and,
+        offline, in the local cache. Called by ``pipeline.check_steps`` (every
+        model of a pipeline, before the first loads) and before each load.
+        """
+        check_model(
+            self.model,
+            self._model_kind,
+            local_files_only=getattr(self, "local_files_only", False),
+            owner=type(self).__name__,
+        )
+
+    def _model_source(self):
+        """The model as its files are found (a path or hub name), None for an object."""
+        return self.model
+
+    def _model_dtype(self, device: str) -> str:
+        """The dtype the weights are loaded in on ``device``."""
+        return self.dtype
+
+    def _load_checked(self, device: str):
+        """Check the model, log its estimated memory, then load it."""
+        self._check_model()
+        source = self._model_source()
+        if source is not None:
+            log_model_memory(type(self).__name__, source, self._model_dtype(device), device)
+        return self._load_model(device)
+
     # -- the shared skeleton ---------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -279,9 +316,9 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             device = resolve_device(self.device)
             key = self._model_key()
             if key is None:  # not shareable: it stays with this estimator
-                model = self._pinned_model = self._load_model(device)
+                model = self._pinned_model = self._load_checked(device)
             else:
-                model = cached_model(key, lambda: self._load_model(device), device=device)
+                model = cached_model(key, lambda: self._load_checked(device), device=device)
         return model
 
     def _progress(self) -> bool:

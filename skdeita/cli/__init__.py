@@ -9,6 +9,7 @@ SIGTERM and SIGHUP leave no partial file behind.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import textwrap
@@ -48,9 +49,27 @@ def _print_error(exc: BaseException) -> None:
     print(textwrap.shorten(f"skdeita: error: {message}", 2000), file=sys.stderr)
 
 
+class _StderrHandler(logging.Handler):
+    """skdeita's log records as ``skdeita: ...`` lines on the *current* stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"skdeita: {record.getMessage()}", file=sys.stderr)
+
+
+def _log_to_stderr() -> None:
+    """Show skdeita's INFO records (each model's estimated memory before it
+    loads) as one stderr line each; once per process."""
+    logger = logging.getLogger("skdeita")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler(logging.INFO))
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``skdeita`` console script."""
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     for name in ("SIGTERM", "SIGHUP"):
         if hasattr(signal, name):  # no SIGHUP on Windows
             signal.signal(getattr(signal, name), _terminate)

@@ -40,6 +40,13 @@ def add_parser(sub) -> None:
     cur.add_argument("--instruction-col", type=column_arg, default="instruction")
     cur.add_argument("--response-col", type=column_arg, default="response")
     cur.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    cur.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default=None,
+        help="weights' dtype of the scorers and the embedder (default: bfloat16 on CUDA, "
+        "float32 on CPU)",
+    )
     cur.add_argument("--batch-size", type=_positive_int, default=8, help="scorer batch (8)")
     cur.add_argument("--cache", default=None, help="folder that keeps scores and embeddings")
     add_cluster_argument(cur)
@@ -79,6 +86,7 @@ def curate_steps(args, columns) -> list:
         output="annotate" if args.annotate else "subset",
         embedding_col=args.embedding_col,
         device=args.device,
+        dtype=args.dtype,
         scorer_batch_size=args.batch_size,
         cache=args.cache,
         show_progress_bar=progress(args),

@@ -15,6 +15,12 @@ def add_parser(sub) -> None:
     rank.add_argument("--input-col", type=column_arg, default="input")
     rank.add_argument("--candidates-col", type=column_arg, default="candidates")
     rank.add_argument("--device", default=None)
+    rank.add_argument(
+        "--dtype",
+        choices=["float32", "float16", "bfloat16"],
+        default=None,
+        help="weights' dtype (default: the ranker config's fp16 on CUDA, float32 on CPU)",
+    )
     rank.add_argument("--no-progress", action="store_true")
     rank.set_defaults(run=run)
 
@@ -30,6 +36,7 @@ def run(args) -> int:
         input_col=args.input_col,
         candidates_col=args.candidates_col,
         device=args.device,
+        dtype=args.dtype,
         show_progress_bar=progress(args),
     )
     check_pipeline([ranker], frame)

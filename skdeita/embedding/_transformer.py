@@ -18,6 +18,7 @@ from ..utils._conversations import (
     render_conversation,
 )
 from ..utils._fingerprint import model_digest
+from ..utils._loading import check_model
 from ..utils._units import UnitBatch, batch_plan, unit_keys
 from ..utils._validation import (
     check_columns,
@@ -26,7 +27,13 @@ from ..utils._validation import (
     check_unicode,
     template_fields,
 )
-from ._backends import DEFAULT_MODEL, length_sorted_batches, load_encoder
+from ._backends import (
+    _OFFLINE_HINT,
+    DEFAULT_MODEL,
+    length_sorted_batches,
+    load_encoder,
+    resolve_model_name,
+)
 
 
 class EmbeddingTransformer(BaseModelTransformer):
@@ -294,6 +301,27 @@ class EmbeddingTransformer(BaseModelTransformer):
 
     def _load_model(self, device: str):
         return load_encoder(self.get_params(deep=False), device)
+
+    def _model_source(self):
+        # The default model is the packaged copy; a model object is the user's.
+        if not isinstance(self.model, str | os.PathLike):
+            return None
+        return resolve_model_name(os.fspath(self.model))
+
+    def _check_model(self) -> None:
+        source = self._model_source()
+        if source is None:
+            return
+        # sentence-transformers also tries a short name under its own organisation.
+        short = self.backend == "sentence-transformers" and "/" not in source
+        check_model(
+            source,
+            self.backend,
+            local_files_only=self.local_files_only,
+            owner=type(self).__name__,
+            hub_names=(f"sentence-transformers/{source}",) if short else (),
+            hint=_OFFLINE_HINT,
+        )
 
     def _check_input(self, X):
         frame, column = self._as_frame(X)

@@ -40,8 +40,10 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..exceptions import ModelNotFoundError
+from ..utils._loading import check_model, download_hint, looks_like_path, offline_reason
 from ..utils._optional import require
 from ._blender_compat import import_llm_blender
 
@@ -109,11 +111,7 @@ def resolve_ranker_dir(model: str) -> Path:
         _check_ranker_dir(cached)
         return cached
     if _offline():
-        raise ModelNotFoundError(
-            f"PairRM weights {model!r} are not available offline. Download them once "
-            f"(`huggingface-cli download {model} --local-dir DIR`, and the backbone "
-            "microsoft/deberta-v3-large into DIR/backbone), then pass model=DIR."
-        )
+        raise _offline_error(model)
     try:  # where llm-blender's loadranker downloads it
         from huggingface_hub import snapshot_download
 
@@ -122,6 +120,84 @@ def resolve_ranker_dir(model: str) -> Path:
         raise ModelNotFoundError(f"Could not download PairRM {model!r}: {exc}") from exc
     _check_ranker_dir(cached)
     return cached
+
+
+def _offline_error(model: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"PairRM weights {model!r} are not available offline. Download them once "
+        f"({download_hint(model)}, and the backbone microsoft/deberta-v3-large into "
+        "DIR/backbone), then pass model=DIR."
+    )
+
+
+def check_ranker(model, backbone=None, *, owner: str = "PairRMRanker") -> Path | None:
+    """Find a ranker and its backbone without loading (or downloading) either.
+
+    Returns the ranker's folder (local, or llm-blender's download folder),
+    or None for a hub name not downloaded yet while the hub is reachable.
+    """
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    folder = None
+    if path.is_dir():
+        _check_ranker_dir(path)
+        folder = path
+    elif looks_like_path(text):
+        raise ModelNotFoundError(
+            f"{owner} model={text!r}: no such ranker directory ({path.absolute()} does not "
+            "exist); pass an existing folder or a hub name such as 'llm-blender/PairRM'."
+        )
+    else:
+        cache = _hub_cache()
+        if (cache / text).is_dir():
+            folder = cache / text
+            _check_ranker_dir(folder)
+        elif offline_reason() is not None:
+            raise _offline_error(text)
+    hint = " Or pass backbone=DIR."
+    if folder is not None:
+        hint = f" Or copy it into {folder / 'backbone'}, or pass backbone=DIR."
+    if backbone is None and folder is not None:
+        if (folder / "backbone").is_dir():
+            backbone = folder / "backbone"
+        else:  # as resolve_backbone: the config's model_name, else the ranker folder
+            try:
+                config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ModelNotFoundError(f"Cannot read {folder / 'config.json'}: {exc}") from exc
+            backbone = config.get("model_name") or str(folder)
+    if backbone is not None:
+        check_model(
+            backbone,
+            "backbone",
+            owner=owner,
+            param="backbone",
+            hint=hint,
+            cache_dir=str(_hub_cache()),
+        )
+    return folder
+
+
+def ranker_folder(model) -> Path | None:
+    """The ranker's folder here (local, or llm-blender's download folder), or None."""
+    path = Path(os.fspath(model)).expanduser()
+    if path.is_dir():
+        return path
+    cached = _hub_cache() / os.fspath(model)
+    return cached if cached.is_dir() else None
+
+
+def ranker_dtype(folder: Path | None, device: str, *, dtype, fp16) -> str:
+    """The dtype :func:`load_ranker` will use, read from the ranker's config alone."""
+    config_fp16 = None
+    if folder is not None and dtype is None and fp16 is None:
+        try:
+            config_fp16 = json.loads((folder / "config.json").read_text(encoding="utf-8")).get(
+                "fp16"
+            )
+        except (OSError, ValueError):
+            pass
+    return resolve_dtype(device, SimpleNamespace(fp16=config_fp16), dtype=dtype, fp16=fp16)
 
 
 def read_ranker_config(path: Path):

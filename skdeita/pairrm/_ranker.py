@@ -23,7 +23,7 @@ from ._engine import (
     ranks_from_scores,
     scores_from_matrix,
 )
-from ._loading import load_ranker
+from ._loading import check_ranker, load_ranker, ranker_dtype, ranker_folder
 from ._preference import order_by_ranks
 
 
@@ -292,6 +292,15 @@ class PairRMRanker(BaseModelTransformer):
             raise ValueError(
                 f"Pass fp16 or dtype, not both (got fp16={self.fp16!r}, dtype={self.dtype!r})."
             )
+
+    def _check_model(self) -> None:
+        check_ranker(self.model, self.backbone, owner=type(self).__name__)
+
+    def _model_source(self):
+        return ranker_folder(self.model) or self.model
+
+    def _model_dtype(self, device: str) -> str:
+        return ranker_dtype(ranker_folder(self.model), device, dtype=self.dtype, fp16=self.fp16)
 
     def _load_model(self, device: str) -> PairScorer:
         loaded = load_ranker(

@@ -197,12 +197,18 @@ def _bad_brace_position(template: str) -> int | None:
     return open_at
 
 
+# A CUDA build of the torch that constraints.txt pins (PyTorch's CUDA 13.0
+# wheel index; PyPI's own Linux x86_64 wheel of torch 2.13.0 is that build too).
+CUDA_TORCH_INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cu130"
+
+
 def check_device(device, param: str = "device") -> None:
     """A device a model can be put on, checked before any model loads.
 
     ``torch.device`` parses the name; CUDA and MPS must be present (torch
     would otherwise fail only after the weights are read, with an
-    ``AssertionError``).
+    ``AssertionError``); a CPU-only torch asked for CUDA says so and how to
+    install a CUDA build.
     """
     if device is None:
         return
@@ -217,9 +223,22 @@ def check_device(device, param: str = "device") -> None:
             f"{param}={device!r} is not a device; use cpu, cuda, cuda:N or mps."
         ) from None
     if dev.type == "cuda":
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            # The usual cause on a fresh GPU machine: pip resolved a CPU wheel.
+            raise ValueError(
+                f"{param}={device!r}: the installed torch {torch.__version__} is a CPU-only "
+                "build (torch.version.cuda is None), so it cannot use a GPU. Install a CUDA "
+                f"build: {CUDA_TORCH_INSTALL} (then python -c 'import torch; "
+                "print(torch.cuda.is_available())' prints True), or use cpu."
+            )
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"{param}={device!r}: no CUDA device is available here; use cpu.")
+            build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "ROCm"
+            raise ValueError(
+                f"{param}={device!r}: no CUDA device is available here (torch "
+                f"{torch.__version__}, built for {build}, sees none: check nvidia-smi and "
+                "that the driver supports that version); use cpu."
+            )
         if dev.index is not None and dev.index >= count:
             raise ValueError(
                 f"{param}={device!r}: this machine has {count} CUDA device(s), "

@@ -270,6 +270,7 @@ def test_a_killed_worker_loses_only_unwritten_batches_and_the_retry_equals_panda
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
+        client.run(lambda: logging.getLogger("skdeita").setLevel(logging.INFO))
         client.forward_logging("skdeita", level=logging.INFO)
         caplog.set_level(logging.INFO, logger="skdeita")
         ddf = dd.from_pandas(rows, npartitions=2)

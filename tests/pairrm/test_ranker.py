@@ -268,7 +268,7 @@ def test_ranker_dir_without_weights_names_what_is_missing(tiny_ranker_dir, tmp_p
 
 def test_hub_name_offline_says_how_to_get_it(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelNotFoundError, match="not available offline.*huggingface-cli download"):
+    with pytest.raises(ModelNotFoundError, match="not available offline.*`hf download llm-blender"):
         PairRMRanker().fit(make_rows(1, 2))
 
 

@@ -51,6 +51,22 @@ def counting_model_runs(scorer):
         handle.remove()
 
 
+@pytest.fixture
+def prompts_scored(monkeypatch) -> list[int]:
+    """How many prompts reach the model (every batch, whatever the path)."""
+    from skdeita.scoring import _first_token
+
+    counts: list[int] = []
+    real = _first_token.first_token_scores
+
+    def counting(lm, sequences, token_ids):
+        counts.append(len(sequences))
+        return real(lm, sequences, token_ids)
+
+    monkeypatch.setattr(_first_token, "first_token_scores", counting)
+    return counts
+
+
 # -- the score cache -----------------------------------------------------------
 
 
@@ -137,7 +153,7 @@ def cached_count(scorer, rows, tmp_path) -> int:
         return int(store.lookup(scorer._units(prompts).keys)[0].sum())
 
 
-def test_a_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path, complexity_dir):
+def test_a_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path, complexity_dir, prompts_scored):
     import os
     import signal
     import subprocess
@@ -174,10 +190,9 @@ def test_a_run_killed_by_sigkill_resumes_where_it_stopped(tmp_path, complexity_d
     done = cached_count(probe, rows, cache)
     assert 20 <= done < 400
     resumed = complexity(complexity_dir, cache=cache, batch_size=7).fit(rows)
-    with counting_model_runs(resumed) as runs:
-        out = resumed.transform(rows)
+    out = resumed.transform(rows)
     assert resumed.cache_stats_["rows_from_cache"] >= done
-    assert sum(runs) == 400 - resumed.cache_stats_["rows_from_cache"]
+    assert sum(prompts_scored) == 400 - resumed.cache_stats_["rows_from_cache"]
     whole = complexity(complexity_dir).fit_transform(rows)
     np.testing.assert_allclose(
         out["evol_instruction_score"], whole["evol_instruction_score"], atol=1e-6
@@ -198,7 +213,7 @@ def test_cache_stats_and_log_say_how_many_rows_came_from_the_cache(
     assert "ComplexityScorer: 6 of 10 rows from cache" in caplog.text
 
 
-def test_cache_is_keyed_by_every_weight_not_the_path(tmp_path, complexity_dir):
+def test_cache_is_keyed_by_every_weight_not_the_path(tmp_path, complexity_dir, prompts_scored):
     import shutil
 
     from safetensors.torch import load_file, save_file
@@ -216,32 +231,35 @@ def test_cache_is_keyed_by_every_weight_not_the_path(tmp_path, complexity_dir):
     from skdeita.utils import _model_cache
 
     _model_cache.clear_model_cache()
-    changed = complexity(copy, cache=tmp_path / "cache").fit(df)
-    with counting_model_runs(changed) as runs:
-        second = changed.transform(df)
-    assert sum(runs) == len(df)  # nothing was served from the old weights' entries
+    prompts_scored.clear()
+    second = complexity(copy, cache=tmp_path / "cache").fit_transform(df)
+    assert sum(prompts_scored) == len(df)  # nothing was served from the old weights' entries
     assert not np.allclose(first["evol_instruction_score"], second["evol_instruction_score"])
 
 
 @pytest.mark.parametrize("change", [{"max_length": 150}, {"dtype": "bfloat16"}])
-def test_cache_is_keyed_by_parameters_that_change_a_value(tmp_path, complexity_dir, change):
+def test_cache_is_keyed_by_parameters_that_change_a_value(
+    tmp_path, complexity_dir, change, prompts_scored
+):
     df = rows_frame()
     complexity(complexity_dir, cache=tmp_path).fit_transform(df)
-    other = complexity(complexity_dir, cache=tmp_path, **change).fit(df)
-    with counting_model_runs(other) as runs:
-        other.transform(df)
-    assert sum(runs) == len(df)
+    prompts_scored.clear()
+    complexity(complexity_dir, cache=tmp_path, **change).fit_transform(df)
+    assert sum(prompts_scored) == len(df)
 
 
-def test_a_damaged_cache_file_is_skipped_with_a_warning_and_recomputed(tmp_path, complexity_dir):
+def test_a_damaged_cache_file_is_skipped_with_a_warning_and_recomputed(
+    tmp_path, complexity_dir, prompts_scored
+):
     from skdeita.exceptions import CacheDamagedWarning
 
     df = rows_frame()
     before = complexity(complexity_dir, cache=tmp_path).fit_transform(df)
     for record in tmp_path.rglob("*.rec"):
         record.write_bytes(b"garbage" * 50)
+    prompts_scored.clear()
     scorer = complexity(complexity_dir, cache=tmp_path).fit(df)
-    with pytest.warns(CacheDamagedWarning, match=r"\.rec"), counting_model_runs(scorer) as runs:
+    with pytest.warns(CacheDamagedWarning, match=r"\.rec"):
         after = scorer.transform(df)
-    assert sum(runs) == len(df)
+    assert sum(prompts_scored) == len(df)
     pd.testing.assert_frame_equal(after, before, atol=1e-6)
