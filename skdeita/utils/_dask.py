@@ -22,6 +22,7 @@ get their Dask path from :func:`fit_model_transformer` and
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,22 @@ def current_client():
         return default_client()
     except ValueError:
         return None
+
+
+def forward_logs(client, level: int = logging.INFO) -> None:
+    """Send skdeita's log records at ``level`` and above from every worker
+    (restarted ones too) to this client's ``"skdeita"`` logger: the model
+    memory lines and each partition's "N of M rows from cache"."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class _SkdeitaLogLevel(WorkerPlugin):
+        name = "skdeita-log-level"
+
+        def setup(self, worker):
+            logging.getLogger("skdeita").setLevel(level)
+
+    client.register_plugin(_SkdeitaLogLevel())
+    client.forward_logging("skdeita", level=level)
 
 
 def runs_skdeita_model(ddf) -> bool:
