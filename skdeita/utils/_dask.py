@@ -93,8 +93,11 @@ def runs_skdeita_model(ddf) -> bool:
     if expr is None:
         return False
     for node in expr.walk():
-        if getattr(node, "func", None) is _transform_partition:
-            return True
+        # Read the operand, not the attribute: an attribute a node lacks is looked
+        # up in its ``_meta``, which some nodes (dd.from_delayed's) cannot build.
+        if "func" in getattr(type(node), "_parameters", ()):
+            if node.operand("func") is _transform_partition:
+                return True
     return False
 
 
