@@ -1,12 +1,13 @@
 """The skeleton every skdeita estimator is built on: DataFrame in, DataFrame out.
 
-- :class:`FrameTransformerMixin`: tags, input-column bookkeeping and output
-  names of a transformer over a pandas DataFrame with named columns.
+- :class:`FrameTransformerMixin`: the estimator contract (the hooks every
+  skdeita estimator implements, declared and documented once, below), tags,
+  input-column bookkeeping and output names.
 - :class:`BaseModelTransformer`: a transformer backed by a model (an
   embedder, a ranker, a scoring LM). It fixes the order of work so that each
   subclass only states its own columns and its own batch computation:
 
-  1. parameters are validated (``_parameter_constraints``);
+  1. parameters are validated (``_parameter_constraints``, ``_check_params``);
   2. the input is checked (``_check_input``: columns, values, row labels),
      *before* any model loads;
   3. the model is loaded lazily on first use, once per process (shared by
@@ -15,6 +16,9 @@
      ``store_weights_in_pickle=True``;
   4. ``_compute`` runs on the checked input, and the result is added to a
      copy of the caller's frame, never to the frame itself.
+
+:class:`~skdeita.DeitaSelector` has no model: it implements the same contract
+around its own sequence (:mod:`skdeita.selection._selector`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,60 @@ from .utils._validation import check_device
 
 
 class FrameTransformerMixin:
-    """Tags, input-column bookkeeping and output names of a DataFrame transformer."""
+    """The estimator contract, tags, input-column bookkeeping and output names.
+
+    Every skdeita estimator implements these hooks; each name means one
+    thing. :func:`skdeita.pipeline.check_steps` (``DeitaPipeline`` and the
+    command line) and the shared tests use them, and nothing else:
+
+    ``_check_params() -> None``
+        The rules on parameters that ``_parameter_constraints`` cannot state
+        (between two parameters, or a value the constraint admits, such as an
+        infinite threshold). Raises naming the parameters; reads no input,
+        loads no model.
+    ``_input_columns() -> dict``
+        ``{parameter: column}`` for each column read (None: not used).
+    ``_added_columns() -> list``
+        The columns added, in order.
+    ``_check_input(X) -> (frame, prepared)``
+        Checks the input (type, columns, values, row labels) and returns the
+        pandas frame the output is built on (for a Dask DataFrame, its
+        ``_meta``) and what the computation needs. Raises before any model
+        loads.
+    ``_check_partial_input(X) -> None``
+        In a pipeline, what ``X`` already holds of the input, checked now;
+        columns an earlier step adds are checked when that step has run.
+        Default: ``_check_input`` when ``X`` has every input column.
+
+    The computation and the output are each family's own:
+    ``_compute(model, prepared)`` and ``_output(frame, columns)`` for
+    :class:`BaseModelTransformer`; the selection's walk and row suppliers for
+    :class:`~skdeita.DeitaSelector`.
+    """
+
+    def _check_params(self) -> None:
+        """Rules between parameters (default: none beyond the constraints)."""
+
+    def _input_columns(self) -> dict:
+        """``{parameter: column}`` read from the input."""
+        raise NotImplementedError
+
+    def _added_columns(self) -> list[str]:
+        """The columns added to the input, in order."""
+        raise NotImplementedError
+
+    def _check_input(self, X) -> tuple[pd.DataFrame, object]:
+        """``(frame, prepared)``: the checked frame and what the computation needs.
+
+        Must raise on any bad input without loading a model.
+        """
+        raise NotImplementedError
+
+    def _check_partial_input(self, X) -> None:
+        """Check what ``X`` holds of the input (a pipeline's earlier steps add the rest)."""
+        columns = self._input_columns().values()
+        if all(c is None or c in X.columns for c in columns):
+            self._check_input(X)
 
     def _record_columns(self, X: pd.DataFrame) -> None:
         self.n_features_in_ = X.shape[1]
@@ -79,21 +136,15 @@ class FrameTransformerMixin:
 class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """Base class of the model-backed transformers (not for direct use).
 
-    Subclasses define ``_check_input``, ``_load_model``, ``_compute`` and
-    ``_added_columns``; they may extend ``_on_fit`` (fitted attributes that
-    need the model) and ``_model_key`` (what identifies a loaded model).
-    They must have the parameters ``device``, ``show_progress_bar`` and
-    ``store_weights_in_pickle``.
+    Subclasses implement the contract of :class:`FrameTransformerMixin`
+    (``_check_input``'s ``prepared`` is what ``_compute`` needs) and
+    ``_load_model``, ``_compute``; they may extend ``_on_fit`` (fitted
+    attributes that need the model) and ``_model_key`` (what identifies a
+    loaded model). They must have the parameters ``device``,
+    ``show_progress_bar`` and ``store_weights_in_pickle``.
     """
 
     # -- what a subclass states ------------------------------------------------
-
-    def _check_input(self, X) -> tuple[pd.DataFrame, object]:
-        """``(frame, prepared)``: the frame to copy and what ``_compute`` needs.
-
-        Must raise on any bad input without loading a model.
-        """
-        raise NotImplementedError
 
     def _load_model(self, device: str):
         """Load and return the model (called at most once per process and key)."""
@@ -101,9 +152,6 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
 
     def _compute(self, model, prepared) -> dict:
         """``{column: values}`` to add, one value per row of the frame."""
-        raise NotImplementedError
-
-    def _added_columns(self) -> list[str]:
         raise NotImplementedError
 
     def _on_fit(self) -> None:

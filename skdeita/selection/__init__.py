@@ -1,6 +1,13 @@
-"""DEITA's selection: scores, the exact greedy core, and DeitaSelector."""
+"""DEITA's selection: scores, the exact greedy core, DeitaSelector, coverage."""
 
-from ._greedy import SelectionResult, deita_select
+from ._coverage import quality_coverage
+from ._greedy import SelectionResult, deita_select, resolve_budget
 from ._selector import DeitaSelector
 
-__all__ = ["DeitaSelector", "SelectionResult", "deita_select"]
+__all__ = [
+    "DeitaSelector",
+    "SelectionResult",
+    "deita_select",
+    "quality_coverage",
+    "resolve_budget",
+]
