@@ -1,12 +1,13 @@
 """The skeleton every skdeita estimator is built on: DataFrame in, DataFrame out.
 
-- :class:`FrameTransformerMixin`: tags, input-column bookkeeping and output
-  names of a transformer over a pandas DataFrame with named columns.
+- :class:`FrameTransformerMixin`: the estimator contract (the hooks every
+  skdeita estimator implements, declared and documented once, below), tags,
+  input-column bookkeeping and output names.
 - :class:`BaseModelTransformer`: a transformer backed by a model (an
   embedder, a ranker, a scoring LM). It fixes the order of work so that each
   subclass only states its own columns and its own batch computation:
 
-  1. parameters are validated (``_parameter_constraints``);
+  1. parameters are validated (``_parameter_constraints``, ``_check_params``);
   2. the input is checked (``_check_input``: columns, values, row labels),
      *before* any model loads;
   3. the model is loaded lazily on first use, once per process (shared by
@@ -15,6 +16,9 @@
      ``store_weights_in_pickle=True``;
   4. ``_compute`` runs on the checked input, and the result is added to a
      copy of the caller's frame, never to the frame itself.
+
+:class:`~skdeita.DeitaSelector` has no model: it implements the same contract
+around its own sequence (:mod:`skdeita.selection._selector`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,68 @@ logger = logging.getLogger("skdeita")
 
 
 class FrameTransformerMixin:
-    """Tags, input-column bookkeeping and output names of a DataFrame transformer."""
+    """The estimator contract, tags, input-column bookkeeping and output names.
+
+    Every skdeita estimator implements these hooks; each name means one
+    thing. :func:`skdeita.pipeline.check_steps` (``DeitaPipeline`` and the
+    command line) and the shared tests use them, and nothing else:
+
+    ``_check_params() -> None``
+        The rules on parameters that ``_parameter_constraints`` cannot state
+        (between two parameters, or a value the constraint admits, such as an
+        infinite threshold). Raises naming the parameters; reads no input,
+        loads no model.
+    ``_input_columns() -> dict``
+        ``{parameter: column}`` for each column read (None: not used).
+    ``_added_columns() -> list``
+        The columns added, in order.
+    ``_check_input(X) -> (frame, prepared)``
+        Checks the input (type, columns, values, row labels) and returns the
+        pandas frame the output is built on (for a Dask DataFrame, its
+        ``_meta``) and what the computation needs. Raises before any model
+        loads.
+    ``_check_model() -> None``
+        Finds every model the estimator will load (a local folder holding
+        its files, or a hub name, in the local cache when offline), loading
+        nothing; raises naming the model. Default: no model.
+    ``_check_partial_input(X) -> None``
+        In a pipeline, what ``X`` already holds of the input, checked now;
+        columns an earlier step adds are checked when that step has run.
+        Default: ``_check_input`` when ``X`` has every input column.
+
+    The computation and the output are each family's own: the compute core
+    (units, ``_compute_units``, ``_columns``) and ``_output(frame, columns)``
+    for :class:`BaseModelTransformer`; the selection's walk and row
+    suppliers for :class:`~skdeita.DeitaSelector`.
+    """
+
+    def _check_params(self) -> None:
+        """Rules between parameters (default: none beyond the constraints)."""
+
+    def _input_columns(self) -> dict:
+        """``{parameter: column}`` read from the input."""
+        raise NotImplementedError
+
+    def _added_columns(self) -> list[str]:
+        """The columns added to the input, in order."""
+        raise NotImplementedError
+
+    def _check_input(self, X) -> tuple[pd.DataFrame, object]:
+        """``(frame, prepared)``: the checked frame and what the computation needs.
+
+        Must raise on any bad input without loading a model.
+        """
+        raise NotImplementedError
+
+    def _check_model(self) -> None:
+        """Find the model without loading it, or raise saying what is wrong
+        (default: no model)."""
+
+    def _check_partial_input(self, X) -> None:
+        """Check what ``X`` holds of the input (a pipeline's earlier steps add the rest)."""
+        columns = self._input_columns().values()
+        if all(c is None or c in X.columns for c in columns):
+            self._check_input(X)
 
     def _record_columns(self, X: pd.DataFrame) -> None:
         self.n_features_in_ = X.shape[1]
@@ -86,11 +151,11 @@ class FrameTransformerMixin:
 class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimator):
     """Base class of the model-backed transformers (not for direct use).
 
-    A subclass turns its checked input into *units* (one model input each: a
-    prompt, a text, a pair of candidates) and states:
+    Subclasses implement the contract of :class:`FrameTransformerMixin`
+    (``_check_input``'s ``prepared`` is what the computation needs), turning
+    their checked input into *units* (one model input each: a prompt, a
+    text, a pair of candidates), and state:
 
-    - ``_check_input(X)`` -> ``(frame, prepared)``, raising on bad input
-      before any model loads;
     - ``_units(prepared)`` -> :class:`Units`: each unit's key (everything
       that goes into the model for it) and row;
     - ``_compute_units(prepared, positions, isolated)``: yields
@@ -102,7 +167,7 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
     - ``_value_shape()`` -> ``(width, dtype)`` of one unit's value;
     - ``_cache_identity()``: every setting that changes a value (the model's
       content digest included), the key of its ``cache=`` folder;
-    - ``_load_model(device)``, ``_added_columns()``, ``_input_columns()``.
+    - ``_load_model(device)``.
 
     They may extend ``_on_fit`` (fitted attributes that need the model) and
     ``_model_key`` (what identifies a loaded model). They must have the
@@ -113,13 +178,6 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
     _cache_kind = "values"  # the cache's sub-folder: skdeita-<kind>
 
     # -- what a subclass states ------------------------------------------------
-
-    def _check_input(self, X) -> tuple[pd.DataFrame, object]:
-        """``(frame, prepared)``: the frame to copy and what the computation needs.
-
-        Must raise on any bad input without loading a model.
-        """
-        raise NotImplementedError
 
     def _load_model(self, device: str):
         """Load and return the model (called at most once per process and key)."""
@@ -138,9 +196,6 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         raise NotImplementedError
 
     def _cache_identity(self) -> str:
-        raise NotImplementedError
-
-    def _added_columns(self) -> list[str]:
         raise NotImplementedError
 
     def _on_fit(self) -> None:

@@ -9,62 +9,71 @@ from .embedding import EmbeddingTransformer
 from .embedding._backends import DEFAULT_MODEL
 from .scoring import ComplexityScorer, QualityScorer
 from .selection import DeitaSelector
+from .utils._dask import is_dask_collection
 from .utils._loading import default_dtype
 from .utils._validation import check_columns, check_device
+
+
+def check_params(steps: list, device_param: str = "device") -> None:
+    """Check every step's parameters (``_parameter_constraints``, ``_check_params``
+    and the device), reading no input and loading no model."""
+    for step in steps:
+        step._validate_params()
+        step._check_params()
+        check_device(getattr(step, "device", None), param=device_param)
 
 
 def check_steps(steps: list, frame: pd.DataFrame, device_param: str = "device") -> None:
     """Check every step against the columns it will see, loading no model.
 
-    Each step's parameters are validated; a step whose input columns are all
-    in ``frame`` is checked in full (values too); a step that reads columns
-    an earlier step adds is checked for the presence of those columns, and
-    the selector's score columns, when in ``frame``, are checked now. Then
+    Every step's parameters are checked first. Then, step by step, the
+    columns it reads must be in ``frame`` or added by an earlier step
+    (``_input_columns``, ``_added_columns``), and what ``frame`` already holds
+    of its input is checked now, values too (``_check_partial_input``). Then
     every step's model is found (``_check_model``: a local folder holding its
     files, or a hub name, in the local cache when offline), still loading
     nothing.
     """
+    check_params(steps, device_param)
     available = list(frame.columns)
     for step in steps:
-        step._validate_params()
-        check_device(getattr(step, "device", None), param=device_param)
-        needed = step._input_columns()
-        check_columns(pd.DataFrame(columns=available), needed)
-        present = [c is None or c in frame.columns for c in needed.values()]
-        if all(present):
-            step._check_input(frame)
-        elif hasattr(step, "_check_scores") and all(present[1:]):
-            # The selector's embeddings come from an earlier step; its scores
-            # are in the input: check them now.
-            step._check_scores(frame)
+        check_columns(pd.DataFrame(columns=available), step._input_columns())
+        step._check_partial_input(frame)
         available += [c for c in step._added_columns() if c not in available]
     # Every model last, after the cheap checks above: a typo in the last
     # step's model path fails here, before the first step loads its model.
     for step in steps:
-        if hasattr(step, "_check_model"):
-            step._check_model()
+        step._check_model()
 
 
 class DeitaPipeline(Pipeline):
     """A :class:`~sklearn.pipeline.Pipeline` that checks every step first.
 
-    Before ``fit`` or ``fit_transform`` runs any step on a pandas DataFrame,
-    each step's parameters and the columns it will read are checked, so a
-    bad selection parameter or a misspelled column fails before any scorer
-    or embedder loads a model. Otherwise it is a plain ``Pipeline``.
+    Before ``fit`` or ``fit_transform`` runs any step, each step's parameters
+    and the columns it will read are checked (on a Dask DataFrame, on its
+    ``_meta``), so a bad selection parameter or a misspelled column fails
+    before any scorer or embedder loads a model. Otherwise it is a plain
+    ``Pipeline``.
     """
 
-    def _check_first(self, X) -> None:
-        if isinstance(X, pd.DataFrame):
-            steps = [s for _, s in self.steps if s is not None and s != "passthrough"]
-            check_steps(steps, X)
+    def check(self, X) -> None:
+        """Check every step against ``X``, loading no model (``fit`` does this first).
+
+        Parameters
+        ----------
+        X : DataFrame
+            The pipeline's input (pandas or Dask).
+        """
+        frame = X._meta if is_dask_collection(X) else X
+        if isinstance(frame, pd.DataFrame):
+            check_steps([s for _, s in self.steps if s is not None and s != "passthrough"], frame)
 
     def fit(self, X, y=None, **params):
-        self._check_first(X)
+        self.check(X)
         return super().fit(X, y, **params)
 
     def fit_transform(self, X, y=None, **params):
-        self._check_first(X)
+        self.check(X)
         return super().fit_transform(X, y, **params)
 
 

@@ -17,8 +17,7 @@ import pandas as pd
 from sklearn.base import clone
 
 from .exceptions import BudgetNotReachedWarning
-from .selection import DeitaSelector
-from .selection._greedy import resolve_budget
+from .selection import DeitaSelector, resolve_budget
 from .utils._optional import require
 from .utils._validation import check_columns
 

@@ -22,6 +22,7 @@ from skdeita import (
 )
 from skdeita.datasets import load_sample
 from skdeita.embedding._backends import SentenceTransformerEncoder
+from skdeita.pipeline import DeitaPipeline
 
 pytest.importorskip("sentence_transformers")
 TEMPLATE = "{instruction}\n\n{response}"
@@ -100,9 +101,11 @@ def test_grid_search_accepts_skdeita_scorers(pool, scoring, tmp_path):
         refit=refit,
     )
     search.fit(pool.head(120))
-    assert np.isfinite(search.best_score_)
+    assert 0.0 < search.best_score_ <= 1.0  # a coverage
     if isinstance(scoring, dict):
-        assert (search.cv_results_["mean_test_fill"] <= 1.0).all()
+        fill = search.cv_results_["mean_test_fill"]
+        assert ((0.0 < fill) & (fill <= 1.0)).all()
+        assert (search.cv_results_["mean_test_quality"] >= 1.0).all()  # scores 1-6 squared
 
 
 def test_memory_and_cache_embed_each_distinct_text_once(pool, tmp_path, encoder_calls):
@@ -210,3 +213,54 @@ def test_grid_search_on_real_embeddings_avoids_both_extremes(alpaca_embeddings):
         warnings.simplefilter("ignore", BudgetNotReachedWarning)
         search.fit(df)
     assert 0.0 < search.best_params_["diversity_threshold"] < 0.8
+
+
+# -- DeitaPipeline checks every step through the estimator contract -----------
+
+
+NO_MODEL = "/nonexistent/skdeita-model"  # loading it would be a ModelNotFoundError
+
+
+def raw_rows():
+    return pd.DataFrame(
+        {
+            "instruction": ["a", "b", "c"],
+            "response": ["x", "y", "z"],
+            "evol_instruction_score": [1.0, 2.0, 3.0],
+            "evol_response_score": [1.0, 1.0, 1.0],
+        }
+    )
+
+
+def test_deita_pipeline_checks_every_parameter_before_any_column():
+    pipe = DeitaPipeline(
+        [
+            ("embed", EmbeddingTransformer(NO_MODEL, template="{prompt}")),  # no such column
+            ("select", DeitaSelector(instruction_score_col=None, response_score_col=None)),
+        ]
+    )
+    with pytest.raises(ValueError, match="At least one of instruction_score_col"):
+        pipe.fit(raw_rows())
+
+
+def test_deita_pipeline_checks_the_scores_before_the_embedder_runs():
+    rows = raw_rows()
+    rows.loc[1, ["evol_instruction_score", "evol_response_score"]] = None
+    pipe = DeitaPipeline(
+        [("embed", EmbeddingTransformer(NO_MODEL, template=TEMPLATE)), ("select", DeitaSelector())]
+    )
+    with pytest.raises(ValueError, match=r"Rows \[1\] have no score"):
+        pipe.fit_transform(rows)
+
+
+def test_deita_pipeline_checks_a_dask_dataframes_meta_before_any_step_runs():
+    dd = pytest.importorskip("dask.dataframe")
+    ddf = dd.from_pandas(raw_rows(), npartitions=1)
+    pipe = DeitaPipeline(
+        [
+            ("embed", EmbeddingTransformer(NO_MODEL, template=TEMPLATE)),
+            ("select", DeitaSelector(response_score_col="quality")),
+        ]
+    )
+    with pytest.raises(ValueError, match=r"'quality' \(response_score_col\)"):
+        pipe.fit(ddf)

@@ -1,6 +1,12 @@
 """What every subcommand shares: argument types, path checks, the pipeline
 check that runs before any model loads, and running a pipeline with its
-warnings printed as one line each."""
+warnings printed as one line each.
+
+The command line only parses: the rules on a value (a budget, a threshold, a
+batch size) are the estimators' own (``_parameter_constraints`` and
+``_check_params``), applied to the parsed value; an error about a parameter
+also names the option that set it.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..pipeline import check_steps
+from ..pipeline import DeitaPipeline, check_params, check_steps
 from ..utils._validation import template_fields
 from ._io import (
     CLIError,
@@ -27,29 +33,77 @@ from ._io import (
     write_table,
 )
 
+# The estimator parameter each option sets: an error about a parameter names
+# its option too. (--embedding-col sets the embedder's output column and the
+# selector's input column.)
+OPTION_OF = {
+    "data_budget": "--budget",
+    "diversity_threshold": "--threshold",
+    "distance_metric": "--metric",
+    "neighbors": "--neighbors",
+    "embedding_col": "--embedding-col",
+    "output_col": "--embedding-col",
+    "template": "--text-template",
+    "messages_col": "--messages-col",
+    "conversation_template": "--conversation-template",
+    "instruction_score_col": "--instruction-score-col",
+    "response_score_col": "--response-score-col",
+    "instruction_col": "--instruction-col",
+    "response_col": "--response-col",
+    "input_col": "--input-col",
+    "candidates_col": "--candidates-col",
+    "batch_size": "--batch-size",
+}
 
-def budget_arg(text: str) -> int | float:
-    """``--budget``: a whole number of rows (>= 1) or a fraction in (0, 1]."""
+
+def option_value(estimator: str, param: str, parse):
+    """An argparse type: ``parse`` the text, then apply ``estimator``'s own rules
+    for ``param`` (its constraints and ``_check_params``) to the value."""
+
+    def convert(text: str):
+        import skdeita
+
+        value = parse(text)
+        try:
+            checked = getattr(skdeita, estimator)(**{param: value})
+            checked._validate_params()
+            checked._check_params()
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(" ".join(str(exc).split())) from None
+        return value
+
+    convert.__name__ = param  # argparse names the type in some messages
+    return convert
+
+
+def number(text: str) -> int | float:
+    """A number as written: a whole number of rows is an int (``10``, ``10.0``), a
+    fraction a float (``0.5``, ``1.0``)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0 or (value > 1 and value != int(value)):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: use a whole number of rows or a fraction in (0, 1]"
-        )
-    return int(value) if value > 1 or text.strip().isdigit() else value
-
-
-def threshold_arg(text: str) -> float:
-    """``--threshold``: a finite distance >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a finite distance >= 0")
+    if text.strip().isdigit() or (math.isfinite(value) and value > 1 and value.is_integer()):
+        return int(value)
     return value
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def real(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+budget_arg = option_value("DeitaSelector", "data_budget", number)
+threshold_arg = option_value("DeitaSelector", "diversity_threshold", real)
 
 
 def column_arg(text: str) -> str | None:
@@ -97,17 +151,30 @@ def check_paths(args) -> None:
 
 
 def check_pipeline(steps: list, frame: pd.DataFrame) -> None:
-    """The API's whole-pipeline check, naming ``--device`` for the device."""
+    """The API's whole-pipeline check (``DeitaPipeline.check``), naming options:
+    ``--device`` for the device, and the option of any parameter in error."""
+    try:
+        check_params(steps, device_param="--device")
+    except (TypeError, ValueError) as exc:
+        raise CLIError(_with_options(str(exc))) from None
     check_steps(steps, frame, device_param="--device")
 
 
+def _with_options(message: str) -> str:
+    """``message`` led by the options whose parameters it names."""
+    named = [p for p in OPTION_OF if re.search(rf"\b{p}\b", message)]
+    options = dict.fromkeys(OPTION_OF[p] for p in named)
+    return f"{', '.join(options)}: {message}" if options else message
+
+
 def run_pipeline(steps: list, frame: pd.DataFrame) -> pd.DataFrame:
-    """Fit and transform through ``steps``, printing each warning in one line."""
+    """Fit and transform through ``DeitaPipeline(steps)``, printing each warning in one line."""
     from sklearn.pipeline import make_pipeline
 
+    pipeline = DeitaPipeline(make_pipeline(*steps).steps)  # the steps named as make_pipeline does
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = make_pipeline(*steps).fit_transform(frame)
+        out = pipeline.fit_transform(frame)
     for w in caught:
         print(f"skdeita: warning: {w.message}", file=sys.stderr)
     return out

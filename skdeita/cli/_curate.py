@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from ._common import (
     add_cluster_argument,
     check_paths,
@@ -11,22 +9,14 @@ from ._common import (
     column_arg,
     dask_client,
     frame_meta,
+    option_value,
     progress,
     read_input,
     run_pipeline,
+    whole_number,
     write_output,
 )
 from ._select import add_selection_arguments, list_columns, report
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a whole number >= 1")
-    return value
 
 
 def add_parser(sub) -> None:
@@ -47,7 +37,12 @@ def add_parser(sub) -> None:
         help="weights' dtype of the scorers and the embedder (default: bfloat16 on CUDA, "
         "float32 on CPU)",
     )
-    cur.add_argument("--batch-size", type=_positive_int, default=8, help="scorer batch (8)")
+    cur.add_argument(
+        "--batch-size",
+        type=option_value("ComplexityScorer", "batch_size", whole_number),
+        default=8,
+        help="scorer batch (8)",
+    )
     cur.add_argument("--cache", default=None, help="folder that keeps scores and embeddings")
     add_cluster_argument(cur)
     cur.set_defaults(run=run)
@@ -57,20 +52,13 @@ def curate_steps(args, columns) -> list:
     """make_deita_pipeline's steps, less the embedder when the input has embeddings
     (as ``skdeita select`` does): curate equals the scorers, then select."""
     from .. import make_deita_pipeline
-    from ._io import CLIError
 
-    needed = [("--embedding-col", args.embedding_col)]
-    if args.messages_col is None:  # the scorers read both text columns
-        needed += [
-            ("--instruction-col", args.instruction_col),
-            ("--response-col", args.response_col),
-        ]
-    for option, value in needed:
-        if value is None:
-            raise CLIError(f"{option} must name a column")
+    instruction_col, response_col = args.instruction_col, args.response_col
+    if args.messages_col is not None:  # the text columns are not read: any name does
+        instruction_col, response_col = instruction_col or "instruction", response_col or "response"
     texts = dict(
-        instruction_col=args.instruction_col or "instruction",  # unused with --messages-col
-        response_col=args.response_col or "response",
+        instruction_col=instruction_col,
+        response_col=response_col,
         messages_col=args.messages_col,
         text_template=args.text_template,
         conversation_template=args.conversation_template,

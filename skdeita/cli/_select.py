@@ -75,12 +75,7 @@ def add_parser(sub) -> None:
 def selection_steps(args, columns, *, model=None) -> list:
     """The embedder (when the input has no embedding column) and the selector."""
     from .. import DeitaSelector, EmbeddingTransformer
-    from ._io import CLIError
 
-    if args.embedding_col is None:
-        raise CLIError("--embedding-col must name a column")
-    if args.instruction_score_col is None and args.response_score_col is None:
-        raise CLIError("give at least one of --instruction-score-col and --response-score-col")
     selector = DeitaSelector(
         args.budget,
         diversity_threshold=args.threshold,

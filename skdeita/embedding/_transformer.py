@@ -323,7 +323,17 @@ class EmbeddingTransformer(BaseModelTransformer):
             hint=_OFFLINE_HINT,
         )
 
+    def _check_params(self) -> None:
+        if self.messages_col is not None and self.template is not None:
+            raise ValueError("Pass either messages_col or template, not both.")
+        if self.template is not None and not template_fields(self.template):
+            raise ValueError(
+                f"template={self.template!r} names no column; use {{column}} fields, "
+                "e.g. '{instruction}\\n\\n{response}'."
+            )
+
     def _check_input(self, X):
+        self._check_params()
         frame, column = self._as_frame(X)
         return frame, self._texts(frame, column)
 
@@ -386,8 +396,6 @@ class EmbeddingTransformer(BaseModelTransformer):
     def _texts(self, frame: pd.DataFrame, column: str) -> list[str]:
         """The text of each row, validated before any model work."""
         if self.messages_col is not None:
-            if self.template is not None:
-                raise ValueError("Pass either messages_col or template, not both.")
             check_columns(frame, {"messages_col": self.messages_col})
             convs = check_messages_column(frame[self.messages_col])
             texts = [render_conversation(c, self.conversation_template) for c in convs]
@@ -397,11 +405,6 @@ class EmbeddingTransformer(BaseModelTransformer):
             check_columns(frame, {"text_col": column})
             return check_text_column(frame[column], self.on_missing)
         fields = template_fields(self.template)
-        if not fields:
-            raise ValueError(
-                f"template={self.template!r} names no column; use {{column}} fields, "
-                "e.g. '{instruction}\\n\\n{response}'."
-            )
         check_columns(frame, {f"template field {{{f}}}": f for f in fields})
         values = {f: check_text_column(frame[f], self.on_missing) for f in fields}
         return [

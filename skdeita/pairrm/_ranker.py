@@ -203,7 +203,7 @@ class PairRMRanker(BaseModelTransformer):
         self.ranker_config_ = _config_settings(model.config)
 
     def _check_input(self, X):
-        self._check_precision()
+        self._check_params()
         X = check_dataframe(X, type(self).__name__)
         rows = self._rows(X)
         prefix = self.instructions or ""
@@ -285,9 +285,9 @@ class PairRMRanker(BaseModelTransformer):
     def _check_helper_params(self) -> None:
         """What ``fit`` checks, for the helpers that need no fit: before any load."""
         self._validate_params()
-        self._check_precision()
+        self._check_params()
 
-    def _check_precision(self) -> None:
+    def _check_params(self) -> None:
         if self.fp16 is not None and self.dtype is not None:
             raise ValueError(
                 f"Pass fp16 or dtype, not both (got fp16={self.fp16!r}, dtype={self.dtype!r})."

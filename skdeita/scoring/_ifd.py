@@ -308,10 +308,14 @@ class IFDScorer(BaseLMScorer):
     def _added_columns(self) -> list[str]:
         return [self.output_col, *self._perplexity_cols()]
 
+    def _check_params(self) -> None:
+        resolve_templates(self.prompt_template, self.input_col)
+        self._perplexity_cols()
+
     def _check_input(self, X) -> tuple[pd.DataFrame, Prompts]:
+        self._check_params()
         X = check_dataframe(X, type(self).__name__)
         plain, with_input = resolve_templates(self.prompt_template, self.input_col)
-        self._perplexity_cols()
         check_columns(X, self._input_columns())
         instructions = check_text_column(X[self.instruction_col])
         responses = check_text_column(X[self.response_col])

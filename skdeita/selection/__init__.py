@@ -1,6 +1,7 @@
-"""DEITA's selection: scores, the exact greedy core, and DeitaSelector."""
+"""DEITA's selection: scores, the exact greedy core, DeitaSelector, coverage."""
 
-from ._greedy import SelectionResult, deita_select
+from ._coverage import quality_coverage
+from ._greedy import SelectionResult, deita_select, resolve_budget
 from ._selector import DeitaSelector
 from ._threshold import ThresholdTable, threshold_table
 
@@ -9,5 +10,7 @@ __all__ = [
     "SelectionResult",
     "ThresholdTable",
     "deita_select",
+    "quality_coverage",
+    "resolve_budget",
     "threshold_table",
 ]

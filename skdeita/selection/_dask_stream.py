@@ -1,10 +1,9 @@
 """The client side of the Dask selection (see :mod:`._distributed`).
 
 Where rows live (:class:`Layout`), how tasks run (:class:`Runner`: futures
-on a cluster, plain values without one), the candidate rows streamed to the
-client in walk order (:class:`Blocks`, served to the walk by
-:class:`StreamedRows`), and the walk's distances stored by rank
-(:class:`Distances`), never an n-long array.
+on a cluster, plain values without one), and the candidate rows streamed to
+the client in walk order (:class:`Blocks`, served to the walk by
+:class:`StreamedRows`).
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import numpy as np
 from ..utils._dask import current_client
 from ._dask_tasks import block_task, piece_task
 from ._distances import unit_rows
+from ._walk import rank_of
 
 _DEFAULTS = {"block-bytes": 2 * 2**20, "stage-bytes": 2**30, "persist": "auto"}
 _LOOKAHEAD = 2  # blocks prepared on the cluster ahead of the walk
@@ -173,27 +173,6 @@ class Blocks:
         self.submitted = end
 
 
-def rank_of(order: np.ndarray, positions: np.ndarray, hint: int) -> int:
-    """The rank ``p`` such that ``positions`` is ``order[p : p + len]``.
-
-    The walks always pass such a slice (a view of ``order``), found from its
-    address; any other array is looked up from ``hint`` on.
-    """
-    if (
-        positions.base is not None
-        and positions.dtype == order.dtype
-        and positions.strides == order.strides
-    ):
-        offset = positions.ctypes.data - order.ctypes.data
-        p, rem = divmod(offset, order.itemsize)
-        if not rem and 0 <= p < len(order) and order[p] == positions[0]:
-            return p
-    found = np.flatnonzero(order[hint:] == positions[0])
-    if not len(found):
-        raise RuntimeError("the walk asked for rows outside its order")
-    return hint + int(found[0])
-
-
 class StreamedRows:
     """A :class:`~skdeita.selection._greedy.RowSource` over the streamed blocks.
 
@@ -232,33 +211,3 @@ class StreamedRows:
         if self.normalize:
             unit_rows(out)
         return out
-
-
-class Distances:
-    """The walk's ``distances[positions] = values``, stored by rank (visited rows
-    are a prefix of the order), never as an n-long array.
-
-    With ``kept_only=threshold``, only the values >= threshold are stored: in
-    both walks a visited row is kept exactly when its recorded distance
-    reaches the threshold, so these are the kept rows' distances, in
-    selection order (checked against the kept rows after the walk).
-    """
-
-    def __init__(self, order: np.ndarray, kept_only: float | None = None):
-        self.order = order
-        self.kept_only = kept_only
-        self.chunks: list[np.ndarray] = []
-        self.n = 0
-
-    def __setitem__(self, positions, values) -> None:
-        if not len(positions):
-            return
-        p = rank_of(self.order, positions, self.n)
-        if p != self.n:
-            raise RuntimeError("the walk recorded distances out of order")
-        values = np.array(values, dtype=np.float64)
-        self.chunks.append(values if self.kept_only is None else values[values >= self.kept_only])
-        self.n += len(positions)
-
-    def by_rank(self) -> np.ndarray:
-        return np.concatenate(self.chunks) if self.chunks else np.empty(0)

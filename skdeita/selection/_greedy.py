@@ -1,4 +1,4 @@
-"""Score-first, diversity-aware selection: the numerical core.
+"""Score-first, diversity-aware selection on arrays: :func:`deita_select`.
 
 The rule (DEITA, Liu et al. 2024) walks the rows in decreasing score order and
 keeps a row when its distance to the nearest *neighbour* row is at least the
@@ -7,12 +7,9 @@ already kept (``neighbors="selected"``, the paper) or every other row of the
 input (``neighbors="dataset"``, distilabel's ``DeitaFiltering``); rows of an
 existing curated set (``reference``) are neighbours in both.
 
-A one-row-at-a-time loop is exact but pays Python and memory-gathering costs
-per candidate. Here candidates are processed in blocks: one distance
-computation of the block against the kept pool, then a sequential resolution
-inside the block that only needs the (small) distances between block members
-that survived the pool check. The result equals the one-row loop exactly,
-and no n x n matrix is ever allocated.
+This module holds what every caller of the walk (:mod:`._walk`) shares: the
+parameters and their rules, the budget in rows, the walk order, the row
+source over in-memory embeddings, and the reference matrix.
 """
 
 from __future__ import annotations
@@ -26,17 +23,10 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions, validate_params
 
-from ..utils._progress import progress_bar
 from ..utils._validation import check_embedding_rows, first_labels, is_missing
-from ._distances import (
-    MAX_SCRATCH_ELEMENTS,
-    SUPPORTED_METRICS,
-    min_distance_to,
-    needs_direction,
-    pairwise_distances,
-    resolve_metric,
-    unit_rows,
-)
+from ._distances import SUPPORTED_METRICS, needs_direction, resolve_metric, unit_rows
+from ._scores import MAX_EXACT_INTEGER
+from ._walk import nearest_other_rows, scratch_rows, walk
 
 # The parameters deita_select and DeitaSelector share, validated one way.
 SELECTION_CONSTRAINTS: dict = {
@@ -119,13 +109,38 @@ class RowSource:
             yield start, self.take(np.arange(start, min(start + size, self.n)))
 
 
-def resolve_budget(data_budget: int | float | None, n: int) -> int:
-    """Rows to keep: an int, a fraction of ``n`` (rounded up), or all rows."""
+def check_budget(data_budget) -> None:
+    """The constraints admit booleans (``True`` is an int); a budget is a number."""
     if isinstance(data_budget, bool | np.bool_):
         raise TypeError(
             f"data_budget={data_budget!r}: a boolean is not a budget; pass a number of "
             "rows, a fraction in (0, 1], or None for no limit."
         )
+
+
+def resolve_budget(data_budget: int | float | None, n: int) -> int:
+    """The budget in rows for a pool of ``n`` rows.
+
+    Parameters
+    ----------
+    data_budget : int, float or None
+        A number of rows (int >= 1), a fraction in (0, 1] of the ``n`` rows
+        (rounded up, from the fraction as written), or None for all rows.
+    n : int
+        Rows in the pool.
+
+    Returns
+    -------
+    budget : int
+        Rows to keep.
+
+    Examples
+    --------
+    >>> from skdeita.selection import resolve_budget
+    >>> resolve_budget(0.07, 100), resolve_budget(0.5, 95), resolve_budget(None, 12)
+    (7, 48, 12)
+    """
+    check_budget(data_budget)
     if data_budget is None:
         return n
     if isinstance(data_budget, Integral):
@@ -151,13 +166,15 @@ def check_threshold(diversity_threshold: float) -> float:
 
 
 def score_order(scores: np.ndarray) -> np.ndarray:
-    """Positions by decreasing score; equal scores keep input order."""
+    """Positions by decreasing score; equal scores keep input order (NaN last)."""
     return np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
 
 
-# Integers above this lose their last digits in float64: two different
-# scores could compare equal (or in the wrong order).
-MAX_EXACT_INTEGER = 2**53
+def walk_order(scores: np.ndarray) -> np.ndarray:
+    """The walk's order: positions of the scored rows by decreasing score
+    (ties in input order); rows without a score (NaN) are left out."""
+    order = score_order(scores)
+    return order[: len(scores) - int(np.count_nonzero(np.isnan(scores)))]
 
 
 def check_scores(scores, n: int, name: str = "scores", labels=None) -> np.ndarray:
@@ -298,25 +315,22 @@ def deita_select(
         embeddings = check_embedding_rows(embeddings, need_direction=direction, name="embeddings")
     source = RowSource(embeddings, normalize=normalize_embeddings)
     scores = check_scores(scores, source.n) if check_input else np.asarray(scores, np.float64)
-    ref = _reference_rows(reference, source, direction, check_input)
+    ref = reference_matrix(reference, source, direction, check_input)
     n = source.n
     budget = resolve_budget(data_budget, n)
     order = score_order(scores)
     distances = np.full(n, np.nan)
-    walk = _walk_selected if neighbors == "selected" else _walk_dataset
-    with progress_bar(total=n, desc="DEITA selection", enabled=show_progress_bar) as bar:
-        selected, n_visited = walk(
-            source,
-            ref,
-            order,
-            budget,
-            threshold,
-            metric,
-            bool(normalize_embeddings),
-            int(block_size),
-            distances,
-            bar,
-        )
+    unit_norm = bool(normalize_embeddings)
+    chunk = scratch_rows(int(block_size))
+
+    def nearest_others(vectors, positions):
+        own = (np.arange(len(positions)), positions)
+        return nearest_other_rows(vectors, own, source, None, metric, unit_norm, chunk)
+
+    selected, n_visited = walk(
+        source, ref, order, budget, threshold, metric, unit_norm, neighbors, int(block_size),
+        distances, show_progress_bar, nearest_others,
+    )  # fmt: skip
     return SelectionResult(
         selected=np.asarray(selected, dtype=np.intp),
         distances=distances,
@@ -327,7 +341,7 @@ def deita_select(
     )
 
 
-def _reference_rows(reference, source: RowSource, direction: bool, check: bool) -> np.ndarray:
+def reference_matrix(reference, source, direction: bool, check: bool) -> np.ndarray:
     """The reference rows as one (normalised) float64 matrix, possibly empty."""
     if reference is None:
         return np.empty((0, source.dim))
@@ -342,105 +356,3 @@ def _reference_rows(reference, source: RowSource, direction: bool, check: bool) 
     # The kept set (at most the budget) and the reference are held in memory
     # by the rule anyway; the reference is what a curated set already holds.
     return ref.take(np.arange(ref.n)) if ref.n else np.empty((0, source.dim))
-
-
-def _grow(pool: np.ndarray, needed: int) -> np.ndarray:
-    """Return ``pool`` with room for at least ``needed`` rows (doubling)."""
-    if needed <= pool.shape[0]:
-        return pool
-    bigger = np.empty((max(needed, 2 * pool.shape[0], 16), pool.shape[1]))
-    bigger[: pool.shape[0]] = pool
-    return bigger
-
-
-def _next_block(block_size: int, remaining: int, kept: int, visited: int) -> int:
-    """Candidates to take next: enough to fill the budget at the rate seen so far.
-
-    Only speed depends on it: a smaller last block wastes less work past the
-    row that fills the budget.
-    """
-    rate = (kept + 1) / (visited + 1)
-    return int(min(block_size, max(64, 1.2 * remaining / rate)))
-
-
-def _walk_selected(source, ref, order, budget, thr, metric, unit_norm, block, distances, bar):
-    """Paper rule: compare each candidate with the reference and the rows kept before it."""
-    n = source.n
-    n_ref = ref.shape[0]
-    pool = _grow(ref, n_ref)  # reference rows first, then the kept rows
-    n_kept = 0
-    selected: list[int] = []
-    pos = 0
-    while pos < n and n_kept < budget:
-        size = _next_block(block, budget - n_kept, n_kept, pos)
-        positions = order[pos : pos + size]
-        vectors = source.take(positions)
-        d_pool = min_distance_to(vectors, pool[: n_ref + n_kept], metric, unit_norm)
-        # Only rows that pass the pool check can be kept; resolve them in
-        # order against each other (the in-block part of the sequential rule).
-        passing = np.flatnonzero(d_pool >= thr)
-        d_pass = pairwise_distances(vectors[passing], vectors[passing], metric, unit_norm)
-        d_run = d_pool[passing].copy()  # distance to the nearest kept row so far
-        kept_local: list[int] = []  # indices into ``passing``
-        stop = len(positions)  # visited rows of this block: [0, stop)
-        a = 0
-        while a < len(passing):
-            kept_local.append(a)
-            np.minimum(d_run[a + 1 :], d_pass[a, a + 1 :], out=d_run[a + 1 :])
-            if n_kept + len(kept_local) == budget:
-                stop = passing[a] + 1
-                break
-            # Skip, in one step, every row that the rows kept so far reject.
-            ahead = np.flatnonzero(d_run[a + 1 :] >= thr)
-            if not len(ahead):
-                break
-            a += 1 + int(ahead[0])
-        kept_rows = passing[np.asarray(kept_local, dtype=np.intp)]
-        # Recorded distance: to the nearest row kept before it, as the one-row
-        # loop sees it. Rows that passed the pool check have it in ``d_run``;
-        # the others also count the rows kept earlier in this block.
-        d_vis = d_pool[:stop].copy()
-        seen = passing[passing < stop]
-        d_vis[seen] = d_run[: len(seen)]
-        rest = np.setdiff1d(np.arange(stop), seen, assume_unique=True)
-        if len(kept_rows) and len(rest):
-            d_in = pairwise_distances(vectors[rest], vectors[kept_rows], metric, unit_norm)
-            d_in[kept_rows[None, :] >= rest[:, None]] = np.inf
-            d_vis[rest] = np.minimum(d_vis[rest], d_in.min(axis=1))
-        distances[positions[:stop]] = d_vis
-        pool = _grow(pool, n_ref + n_kept + len(kept_rows))
-        pool[n_ref + n_kept : n_ref + n_kept + len(kept_rows)] = vectors[kept_rows]
-        n_kept += len(kept_rows)
-        selected.extend(positions[kept_rows].tolist())
-        pos += stop
-        bar.update(stop)
-    return selected, int(pos)
-
-
-def _walk_dataset(source, ref, order, budget, thr, metric, unit_norm, block, distances, bar):
-    """distilabel's rule: compare each candidate with every other input row
-    (and every reference row)."""
-    n = source.n
-    selected: list[int] = []
-    pos = 0
-    chunk = max(1, MAX_SCRATCH_ELEMENTS // max(1, block))
-    while pos < n and len(selected) < budget:
-        size = _next_block(block, budget - len(selected), len(selected), pos)
-        positions = order[pos : pos + size]
-        vectors = source.take(positions)
-        nearest = min_distance_to(vectors, ref, metric, unit_norm)
-        for start, others in source.chunks(chunk):
-            # A row is not its own neighbour (an exact duplicate elsewhere is).
-            own = np.flatnonzero((positions >= start) & (positions < start + len(others)))
-            exclude = (own, positions[own] - start)
-            d = min_distance_to(vectors, others, metric, unit_norm, exclude)
-            np.minimum(nearest, d, out=nearest)
-        keep = np.flatnonzero(nearest >= thr)
-        room = budget - len(selected)
-        stop = len(positions) if len(keep) < room else keep[room - 1] + 1
-        keep = keep[keep < stop]
-        distances[positions[:stop]] = nearest[:stop]
-        selected.extend(positions[keep].tolist())
-        pos += stop
-        bar.update(stop)
-    return selected, int(pos)

@@ -1,4 +1,21 @@
-"""DeitaSelector: score-first, diversity-aware selection over a DataFrame."""
+"""DeitaSelector: score-first, diversity-aware selection over a DataFrame.
+
+The selection is one sequence, whatever the input (:meth:`DeitaSelector._run`):
+
+1. check the parameters (``_parameter_constraints``, then ``_check_params``);
+2. check the columns, on the pandas frame or on the Dask DataFrame's
+   ``_meta``, and compute the scores: on the frame directly, or by the Dask
+   scores pass (one task per partition); missing scores raise or warn here;
+3. walk a row source (:mod:`._walk`): rows read from memory, or streamed
+   from the workers in walk order;
+4. one result object (:class:`~._output.Selection`), from which one method
+   records the fitted attributes and one builds the output (applied per
+   partition on Dask).
+
+Only the row supplier differs (:class:`~._rows.InMemoryRows`, or
+:class:`~._distributed.ClusterRows` on Dask): it supplies rows and runs
+tasks, and states no rule, warning or attribute of its own.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +30,21 @@ from sklearn.utils.validation import check_is_fitted
 from ..base import FrameTransformerMixin
 from ..exceptions import BudgetNotReachedWarning
 from ..utils._dask import is_dask_collection
-from ..utils._validation import (
-    check_columns,
-    check_dataframe,
-    check_embedding_rows,
-    first_labels,
-)
+from ..utils._validation import check_columns, check_dataframe, check_embedding_rows
 from ..utils._warnings import warn_user
+from ._coverage import quality_coverage
 from ._distances import needs_direction, resolve_metric
+from ._distributed import ClusterRows
 from ._greedy import (
     SELECTION_CONSTRAINTS,
-    SelectionResult,
+    check_budget,
     check_threshold,
-    deita_select,
+    reference_matrix,
     resolve_budget,
 )
-from ._scores import compute_deita_scores
-
-SCORE_COLUMNS = ["deita_score", "deita_score_computed_with", "nearest_neighbor_distance"]
-ANNOTATE_COLUMNS = ["deita_selected", "deita_rank"]
+from ._output import Selection, added_columns
+from ._rows import InMemoryRows, ScoreReport, Spec
+from ._walk import Distances, walk
 
 
 class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
@@ -174,7 +187,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : DataFrame
-            Rows with the embedding and score columns.
+            Rows with the embedding and score columns (pandas or Dask).
         y : None
             Ignored.
 
@@ -183,11 +196,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         self : DeitaSelector
             The fitted selector.
         """
-        if is_dask_collection(X):
-            from . import _distributed
-
-            return _distributed.fit(self, X)
-        self._fit(X)
+        self._record(*self._run(X))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -197,7 +206,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : DataFrame
-            Rows with the embedding and score columns.
+            Rows with the embedding and score columns (pandas or Dask).
         y : None
             Ignored.
         **fit_params : dict
@@ -208,11 +217,9 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         X_out : DataFrame
             See :meth:`transform`.
         """
-        if is_dask_collection(X):
-            from . import _distributed
-
-            return _distributed.fit_transform(self, X)
-        return self._build_output(*self._fit(X))
+        rows, selection = self._run(X)
+        self._record(rows, selection)
+        return rows.output(selection, self.output)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Select from ``X`` with the fitted parameters.
@@ -235,11 +242,8 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             :doc:`/scale`).
         """
         check_is_fitted(self, "selected_index_")
-        if is_dask_collection(X):
-            from . import _distributed
-
-            return _distributed.transform(self, X)
-        return self._build_output(*self._select(X))
+        rows, selection = self._run(X)
+        return rows.output(selection, self.output)
 
     def score(self, X: pd.DataFrame, y=None) -> float:
         """Quality-weighted coverage of ``X`` by the rows selected from it.
@@ -268,30 +272,88 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         score : float
             The quality-weighted coverage, in [0, 1] for cosine distance.
         """
-        from ..metrics import quality_coverage
-
         check_is_fitted(self, "selected_index_")
-        X, cells, scores, result = self._select(X)
+        check_dataframe(X, type(self).__name__)  # coverage compares every row with the kept
+        rows, selection = self._run(X)
         return quality_coverage(
-            cells,
-            scores.scores,
-            result.selected,
+            rows.cells,
+            rows.scores.scores,
+            selection.selected,
             distance_metric=self.distance_metric,
             normalize_embeddings=self.normalize_embeddings,
         )
 
-    # -- implementation --------------------------------------------------------
+    # -- the selection sequence ----------------------------------------------------
 
-    def _fit(self, X):
-        X, cells, scores, result = self._select(X)
-        self._record_columns(X)
-        self.selected_index_ = X.index[result.selected]
-        self.n_selected_ = len(result.selected)
-        self.budget_ = result.budget
+    def _run(self, X):
+        """Parameters, columns and scores, then the walk: ``(rows, selection)``."""
+        self._check_params()
+        _, rows = self._check_input(X)
+        return rows, self._select(rows)
+
+    def _select(self, rows) -> Selection:
+        """Walk the rows the supplier serves; one result, on pandas or Dask."""
+        metric = resolve_metric(self.distance_metric)
+        direction = needs_direction(metric, self.normalize_embeddings)
+        reference = self._reference_rows(direction)
+        budget = resolve_budget(self.data_budget, rows.n)
+        unit_norm = bool(self.normalize_embeddings)
+        order = rows.walk_order()
+        source = rows.source(order, unit_norm, budget)
+        ref = reference_matrix(reference, source, direction, False)
+        threshold = float(self.diversity_threshold)
+        # A subset shows only the kept rows' distances: 8 bytes a visited row saved.
+        kept_only = self.output == "subset"
+        distances = Distances(order, threshold if kept_only else None)
+        dataset = self.neighbors == "dataset"
+        nearest = rows.nearest_others(metric, unit_norm, self.block_size) if dataset else None
+        try:
+            selected, n_visited = walk(
+                source, ref, order, budget, threshold, metric, unit_norm, self.neighbors,
+                int(self.block_size), distances, self.show_progress_bar, nearest,
+            )  # fmt: skip
+        finally:
+            rows.close()
+        selected = np.asarray(selected, dtype=np.intp)
+        selection = Selection(
+            n_rows=rows.n,
+            order=order,
+            selected=selected,
+            distances=distances.by_rank(len(selected)),
+            kept_only=kept_only,
+            n_visited=n_visited,
+            budget=budget,
+            budget_reached=len(selected) >= budget,
+        )
+        if not selection.budget_reached and self.data_budget is not None:
+            warn_user(
+                f"DeitaSelector kept {len(selected)} of {rows.n} rows, fewer than "
+                f"the budget of {budget}: only these passed "
+                f"diversity_threshold={self.diversity_threshold}. Lower the threshold "
+                "or the budget to get more.",
+                BudgetNotReachedWarning,
+            )
+        return selection
+
+    def _record(self, rows, selection: Selection) -> None:
+        """The fitted attributes, from the one result object."""
+        self._record_columns(rows.frame)
+        self.selected_index_ = rows.labels(selection.selected)
+        self.n_selected_ = len(selection.selected)
+        self.budget_ = selection.budget
         # With no budget there is nothing to miss.
-        self.budget_reached_ = result.budget_reached or self.data_budget is None
-        self.n_visited_ = result.n_visited
-        return X, cells, scores, result
+        self.budget_reached_ = selection.budget_reached or self.data_budget is None
+        self.n_visited_ = selection.n_visited
+
+    # -- the estimator contract (skdeita.base) ---------------------------------------
+
+    def _check_params(self) -> None:
+        check_budget(self.data_budget)
+        check_threshold(self.diversity_threshold)
+        if self.instruction_score_col is None and self.response_score_col is None:
+            raise ValueError(
+                "At least one of instruction_score_col and response_score_col must be set."
+            )
 
     def _input_columns(self) -> dict:
         return {
@@ -301,70 +363,65 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         }
 
     def _added_columns(self) -> list[str]:
-        return SCORE_COLUMNS + (ANNOTATE_COLUMNS if self.output == "annotate" else [])
-
-    def _check_scores(self, X):
-        """Validate the parameters and score columns; return the scores."""
-        X = check_dataframe(X, type(self).__name__)
-        resolve_budget(self.data_budget, len(X))
-        check_threshold(self.diversity_threshold)
-        if self.instruction_score_col is None and self.response_score_col is None:
-            raise ValueError(
-                "At least one of instruction_score_col and response_score_col must be set."
-            )
-        columns = self._input_columns()
-        del columns["embedding_col"]
-        check_columns(X, columns)
-        scores = compute_deita_scores(
-            X[self.instruction_score_col] if self.instruction_score_col else None,
-            X[self.response_score_col] if self.response_score_col else None,
-        )
-        self._warn_or_raise_missing(X, scores)
-        return scores
+        return added_columns(self.output)
 
     def _check_input(self, X):
-        """Validate ``X`` and compute its scores; nothing is selected yet."""
-        scores = self._check_scores(X)
-        check_columns(X, {"embedding_col": self.embedding_col})
-        metric = resolve_metric(self.distance_metric)
-        direction = needs_direction(metric, self.normalize_embeddings)
-        cells = check_embedding_rows(
-            X[self.embedding_col],
-            need_direction=direction,
-            name=f"Column {self.embedding_col!r}",
-            labels=X.index,
-        )
-        reference = self._reference_rows(direction)
-        return X, cells, scores, reference
+        """``(frame, rows)``: the columns checked (on a Dask DataFrame, on its
+        ``_meta``) and the scores computed; ``rows`` serves them to the walk."""
+        spec = self._spec()
+        name = type(self).__name__
+        if is_dask_collection(X):
+            rows = ClusterRows(X, spec, name, dataset=self.neighbors == "dataset")
+        else:
+            rows = InMemoryRows(check_dataframe(X, name), spec)
+        check_columns(rows.frame, self._input_columns())
+        self._check_missing(rows.score())
+        return rows.frame, rows
 
-    def _select(self, X):
-        """Validate, score and select: everything but building the output."""
-        X, cells, scores, reference = self._check_input(X)
+    def _check_partial_input(self, X) -> None:
+        """In a pipeline: the scores now when the embeddings come from an earlier step."""
+        frame = check_dataframe(X, type(self).__name__)
+        scores = [self.instruction_score_col, self.response_score_col]
+        if not all(c is None or c in frame.columns for c in scores):
+            return  # an earlier step adds them: checked when it has
+        if self.embedding_col in frame.columns:
+            self._check_input(frame)
+        else:
+            self._check_missing(InMemoryRows(frame, self._spec()).score())
+
+    # -- implementation --------------------------------------------------------
+
+    def _spec(self) -> Spec:
         metric = resolve_metric(self.distance_metric)
-        candidates = np.flatnonzero(~scores.missing)
-        result = deita_select(
-            [cells[i] for i in candidates] if len(candidates) < len(cells) else cells,
-            scores.scores[candidates],
-            data_budget=resolve_budget(self.data_budget, len(X)),
-            diversity_threshold=self.diversity_threshold,
-            distance_metric=metric,
-            normalize_embeddings=self.normalize_embeddings,
-            neighbors=self.neighbors,
-            block_size=self.block_size,
-            show_progress_bar=self.show_progress_bar,
-            reference=reference,
-            check_input=False,
+        return Spec(
+            self.embedding_col,
+            self.instruction_score_col,
+            self.response_score_col,
+            needs_direction(metric, self.normalize_embeddings),
         )
-        result = _to_input_positions(result, candidates, len(X))
-        if not result.budget_reached and self.data_budget is not None:
+
+    def _check_missing(self, report: ScoreReport) -> None:
+        """Rows without a score raise or are left out with a warning; rows with one
+        score of two are counted in a warning."""
+        if report.n_missing:
+            cols = [c for c in (self.instruction_score_col, self.response_score_col) if c]
+            if self.missing_scores == "raise":
+                raise ValueError(
+                    f"Rows {report.missing_labels} have no score in {cols} "
+                    f"({report.n_missing} rows in all). Fill them, or pass "
+                    "missing_scores='drop' to leave them out of the selection."
+                )
             warn_user(
-                f"DeitaSelector kept {len(result.selected)} of {len(X)} rows, fewer than "
-                f"the budget of {result.budget}: only these passed "
-                f"diversity_threshold={self.diversity_threshold}. Lower the threshold "
-                "or the budget to get more.",
-                BudgetNotReachedWarning,
+                f"{report.n_missing} rows have no score in {cols} and are left out "
+                f"of the selection (first: {report.missing_labels}).",
+                UserWarning,
             )
-        return X, cells, scores, result
+        if report.n_fallback:
+            warn_user(
+                f"{report.n_fallback} rows have only one of the two scores; their "
+                "deita_score is that score alone (see deita_score_computed_with).",
+                UserWarning,
+            )
 
     def _reference_rows(self, direction: bool):
         """The reference embeddings, validated like the input's."""
@@ -385,61 +442,3 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
                 labels=ref.index,
             )
         return check_embedding_rows(ref, need_direction=direction, name="reference")
-
-    def _warn_or_raise_missing(self, X, scores) -> None:
-        missing = scores.missing
-        if missing.any():
-            cols = [c for c in (self.instruction_score_col, self.response_score_col) if c]
-            if self.missing_scores == "raise":
-                raise ValueError(
-                    f"Rows {first_labels(X.index, missing)} have no score in {cols} "
-                    f"({int(missing.sum())} rows in all). Fill them, or pass "
-                    "missing_scores='drop' to leave them out of the selection."
-                )
-            warn_user(
-                f"{int(missing.sum())} rows have no score in {cols} and are left out "
-                f"of the selection (first: {first_labels(X.index, missing)}).",
-                UserWarning,
-            )
-        if scores.n_fallback:
-            warn_user(
-                f"{scores.n_fallback} rows have only one of the two scores; their "
-                "deita_score is that score alone (see deita_score_computed_with).",
-                UserWarning,
-            )
-
-    def _build_output(self, X, cells, scores, result: SelectionResult) -> pd.DataFrame:
-        added = {
-            "deita_score": scores.scores,
-            "deita_score_computed_with": pd.Series(scores.computed_with, dtype=object).values,
-            "nearest_neighbor_distance": result.distances,
-        }
-        if self.output == "subset":
-            out = X.iloc[result.selected].copy()
-            for name, values in added.items():
-                out[name] = values[result.selected]
-            return out
-        out = X.copy()
-        for name, values in added.items():
-            out[name] = values
-        rank = np.zeros(len(X), dtype=np.int64)
-        rank[result.selected] = np.arange(1, len(result.selected) + 1)
-        out["deita_selected"] = rank > 0
-        out["deita_rank"] = pd.array([r if r else pd.NA for r in rank.tolist()], dtype="Int64")
-        return out
-
-
-def _to_input_positions(result: SelectionResult, candidates, n) -> SelectionResult:
-    """Map a selection made on the scored subset back to positions in X."""
-    if len(candidates) == n:
-        return result
-    distances = np.full(n, np.nan)
-    distances[candidates] = result.distances
-    return SelectionResult(
-        selected=candidates[result.selected],
-        distances=distances,
-        order=candidates[result.order],
-        n_visited=result.n_visited,
-        budget=result.budget,
-        budget_reached=result.budget_reached,
-    )

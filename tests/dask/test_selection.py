@@ -21,8 +21,18 @@ dd = pytest.importorskip("dask.dataframe")
 SIZES = [7, 0, 311, 1, 0, 180, 101]  # very different sizes, empty partitions
 
 
+FITTED = (
+    "n_selected_",
+    "budget_",
+    "budget_reached_",
+    "n_visited_",
+    "n_features_in_",
+)
+
+
 def pandas_and_dask(selector: DeitaSelector, ddf):
-    """Both selections, warnings recorded, fitted selectors returned too."""
+    """Both selections, warnings recorded and compared, fitted attributes
+    compared; the fitted pandas selector is returned too."""
     frame = ddf.compute()
     with warnings.catch_warnings(record=True) as w_pd:
         warnings.simplefilter("always")
@@ -33,8 +43,19 @@ def pandas_and_dask(selector: DeitaSelector, ddf):
         out = selector.fit_transform(ddf)
     assert isinstance(out, dd.DataFrame)
     got = out.compute()
-    assert [str(w.message) for w in w_dd] == [str(w.message) for w in w_pd]
+    assert [(w.category, str(w.message)) for w in w_dd] == [
+        (w.category, str(w.message)) for w in w_pd
+    ]
+    assert_same_fit(selector, ref_sel)
     return expected, got, ref_sel
+
+
+def assert_same_fit(got: DeitaSelector, expected: DeitaSelector) -> None:
+    assert got.selected_index_.equals(expected.selected_index_)
+    for name in FITTED:
+        assert getattr(got, name) == getattr(expected, name), name
+    assert got.feature_names_in_.tolist() == expected.feature_names_in_.tolist()
+    assert got.get_feature_names_out().tolist() == expected.get_feature_names_out().tolist()
 
 
 def assert_same(expected: pd.DataFrame, got: pd.DataFrame) -> None:
@@ -59,11 +80,8 @@ def assert_same(expected: pd.DataFrame, got: pd.DataFrame) -> None:
 def test_selection_equals_pandas(client, params):
     ddf = split(make_pool(), SIZES)
     selector = DeitaSelector(show_progress_bar=False, **params)
-    expected, got, ref = pandas_and_dask(selector, ddf)
+    expected, got, _ = pandas_and_dask(selector, ddf)
     assert_same(expected, got)
-    assert selector.selected_index_.equals(ref.selected_index_)
-    for name in ("n_selected_", "budget_", "budget_reached_", "n_visited_"):
-        assert getattr(selector, name) == getattr(ref, name), name
     if params.get("output") == "annotate":
         assert got.index.equals(ddf.compute().index)
 
@@ -123,6 +141,106 @@ def test_parquet_dataset_equals_pandas(client, tmp_path):
     assert ddf.npartitions == 4
     expected, got, _ = pandas_and_dask(DeitaSelector(80, diversity_threshold=0.05), ddf)
     assert_same(expected, got)
+
+
+# -- any Dask DataFrame a user builds --------------------------------------------
+
+
+def _piece(frame):
+    return frame
+
+
+def _build(kind: str, pool: pd.DataFrame, tmp_path):
+    """``pool`` as a Dask DataFrame built the way a user would, several partitions."""
+    import dask
+
+    thirds = [pool.iloc[:120], pool.iloc[120:121], pool.iloc[121:]]
+    with dask.config.set({"dataframe.convert-string": False}):
+        if kind == "from_pandas":
+            return dd.from_pandas(pool, npartitions=3, sort=False)
+        if kind == "from_delayed":
+            parts = [dask.delayed(_piece)(t) for t in thirds]
+            return dd.from_delayed(parts, meta=pool.iloc[:0], verify_meta=False)
+        if kind == "from_map":
+            return dd.from_map(_piece, thirds, meta=pool.iloc[:0], enforce_metadata=False)
+        if kind == "concat":
+            return dd.concat([split(thirds[0], [60, 60]), split(pool.iloc[120:], [1, 179])])
+    for k, third in enumerate(thirds):
+        third.to_parquet(tmp_path / f"part.{k}.parquet")
+    return dd.read_parquet(sorted(tmp_path.glob("*.parquet")))  # default string conversion
+
+
+@pytest.mark.parametrize("output", ["subset", "annotate"])
+@pytest.mark.parametrize(
+    "kind", ["from_pandas", "read_parquet", "from_delayed", "from_map", "concat"]
+)
+def test_any_dask_dataframe_equals_pandas(client, tmp_path, kind, output):
+    ddf = _build(kind, make_pool(n=300, seed=11, index_start=0), tmp_path)
+    assert ddf.npartitions >= 3
+    selector = DeitaSelector(40, diversity_threshold=0.05, output=output)
+    expected, got, _ = pandas_and_dask(selector, ddf)
+    assert_same(expected, got)
+
+
+@pytest.mark.parametrize("output", ["subset", "annotate"])
+def test_dataset_rule_without_the_dropped_rows_equals_pandas(client, output):
+    # Rows with no score are neither candidates nor neighbours, on both paths.
+    pool = make_pool(n=240, seed=13)
+    pool.loc[pool.index[[0, 5, 6, 200]], ["evol_instruction_score", "evol_response_score"]] = None
+    selector = DeitaSelector(
+        30, neighbors="dataset", missing_scores="drop", diversity_threshold=0.03, output=output
+    )
+    expected, got, _ = pandas_and_dask(selector, split(pool, [7, 0, 150, 83]))
+    assert_same(expected, got)
+
+
+def test_one_score_column_and_per_turn_lists_equal_pandas(client):
+    pool = make_pool(n=120, seed=17)
+    turns = [[1.0, 2.0] if i % 3 == 0 else 1.5 for i in range(len(pool))]
+    pool["evol_instruction_score"] = pd.Series(turns, index=pool.index, dtype=object)
+    pool["evol_response_score"] = pd.Series(
+        [[2.0, 0.5] if i % 3 == 0 else 3.0 for i in range(len(pool))],
+        index=pool.index,
+        dtype=object,
+    )
+    for params in (
+        dict(output="annotate"),
+        dict(response_score_col=None, output="subset"),
+        dict(instruction_score_col=None, output="annotate", neighbors="dataset"),
+    ):
+        selector = DeitaSelector(25, diversity_threshold=0.05, **params)
+        expected, got, _ = pandas_and_dask(selector, split(pool, [50, 70]))
+        assert_same(expected, got)
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 4096])
+@pytest.mark.parametrize("neighbors", ["selected", "dataset"])
+def test_each_block_size_gives_the_pandas_annotation(client, block_size, neighbors):
+    ddf = split(make_pool(n=200, seed=19), [90, 0, 110])
+    selector = DeitaSelector(
+        35, diversity_threshold=0.04, output="annotate", neighbors=neighbors, block_size=block_size
+    )
+    expected, got, _ = pandas_and_dask(selector, ddf)
+    assert_same(expected, got)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(instruction_score_col=None, response_score_col=None),
+        dict(diversity_threshold=float("inf")),
+        dict(data_budget=True),
+        dict(embedding_col="vectors"),
+        dict(instruction_score_col="complexity"),
+    ],
+)
+def test_parameter_and_column_errors_equal_pandas(client, params):
+    ddf = split(make_pool(n=40), [20, 20])
+    with pytest.raises((TypeError, ValueError)) as on_pandas:
+        DeitaSelector(**params).fit(ddf.compute())
+    with pytest.raises(type(on_pandas.value)) as on_dask:
+        DeitaSelector(**params).fit(ddf)
+    assert str(on_dask.value) == str(on_pandas.value)
 
 
 def test_missing_scores_raise_like_pandas(client):
