@@ -13,6 +13,7 @@ from .selection import (
     deita_select,
     threshold_table,
 )
+from .utils._dask import local_cluster
 
 __version__ = "0.1.0"
 
@@ -35,5 +36,6 @@ __all__ = [
     "best_candidate",
     "config_context",
     "get_config",
+    "local_cluster",
     "set_config",
 ]

@@ -343,7 +343,12 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             "units_computed": results.n_computed,
         }
         logger.info(
-            "%s: %s of %s rows from cache", type(self).__name__, f"{from_cache:,}", f"{n_rows:,}"
+            "%s: %s of %s rows from cache",
+            type(self).__name__,
+            f"{from_cache:,}",
+            f"{n_rows:,}",
+            # For the command line, which sums a Dask run's partitions per step.
+            extra={"skdeita_cache": {"step": type(self).__name__, **self.cache_stats_}},
         )
 
     def _output(self, frame: pd.DataFrame, columns: dict) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 from ..exceptions import InputChangedError, ScoringError
-from . import _curate, _demo, _rank, _report, _select, _threshold
+from . import _cache, _curate, _demo, _rank, _report, _select, _threshold
 from ._io import CLIError
 
 # ImportError: a missing extra ("pip install 'skdeita[scoring]'"); OSError
@@ -53,6 +53,8 @@ class _StderrHandler(logging.Handler):
     """skdeita's log records as ``skdeita: ...`` lines on the *current* stderr."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if _cache.record(record):  # summed per step, printed after the run
+            return
         print(f"skdeita: {record.getMessage()}", file=sys.stderr)
 
 

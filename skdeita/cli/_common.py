@@ -11,6 +11,7 @@ also names the option that set it.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import re
@@ -210,11 +211,17 @@ def add_cluster_argument(parser) -> None:
 
 
 @contextmanager
-def dask_client(spec: str | None):
-    """A ``distributed.Client`` for ``--cluster`` (None without it), closed after."""
+def dask_client(spec: str | None, device: str | None = None):
+    """A ``distributed.Client`` for ``--cluster`` (None without it), closed after.
+
+    ``local:N`` with a CUDA ``--device`` gives each of the N workers its own
+    GPU (:func:`skdeita.local_cluster`). The workers' skdeita log lines (each
+    model's memory, each partition's rows from the cache) come back here.
+    """
     if spec is None:
         yield None
         return
+    from ..utils._dask import forward_logs, local_cluster
     from ..utils._optional import require
 
     try:
@@ -223,15 +230,13 @@ def dask_client(spec: str | None):
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     if spec.startswith("local:"):
+        n_workers = int(spec.split(":")[1])
+        check_gpu_workers(n_workers, device)
         with (
-            distributed.LocalCluster(
-                n_workers=int(spec.split(":")[1]),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-            ) as cluster,
+            local_cluster(n_workers, device=device, silence_logs=logging.ERROR) as cluster,
             distributed.Client(cluster) as client,
         ):
+            forward_logs(client)
             yield client
         return
     try:
@@ -239,7 +244,32 @@ def dask_client(spec: str | None):
     except OSError as exc:
         raise CLIError(f"--cluster {spec}: cannot connect to the scheduler ({exc})") from None
     with client:
+        forward_logs(client)
         yield client
+
+
+def check_gpu_workers(n_workers: int, device: str | None) -> None:
+    """``--cluster local:N --device cuda``: one GPU per worker, N of them here."""
+    if not str(device or "").startswith("cuda"):
+        return
+    if device != "cuda":
+        raise CLIError(
+            f"--device {device} with --cluster local:N: each worker gets one GPU of its own "
+            "(it is cuda on that worker); pass --device cuda"
+        )
+    from ..utils._dask import gpu_devices
+
+    try:
+        gpu_devices(n_workers)
+    except ValueError as exc:
+        raise CLIError(f"--cluster local:{n_workers}: {exc}") from None
+    import torch
+
+    if "CUDA_VISIBLE_DEVICES" not in os.environ and torch.cuda.device_count() < n_workers:
+        raise CLIError(
+            f"--cluster local:{n_workers} --device cuda: one GPU per worker, but this "
+            f"machine has {torch.cuda.device_count()}"
+        )
 
 
 def read_input(args, list_columns: tuple[str, ...], client=None):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+from ._cache import add_cache_arguments
 from ._common import (
     add_cluster_argument,
-    check_paths,
-    check_pipeline,
     column_arg,
-    dask_client,
-    frame_meta,
     option_value,
     progress,
-    read_input,
-    run_pipeline,
     whole_number,
-    write_output,
 )
-from ._select import add_selection_arguments, list_columns, report
+from ._run import run_command
+from ._select import add_report_argument, add_selection_arguments, list_columns, report
 
 
 def add_parser(sub) -> None:
@@ -43,12 +38,13 @@ def add_parser(sub) -> None:
         default=8,
         help="scorer batch (8)",
     )
-    cur.add_argument("--cache", default=None, help="folder that keeps scores and embeddings")
+    add_cache_arguments(cur)
+    add_report_argument(cur)
     add_cluster_argument(cur)
     cur.set_defaults(run=run)
 
 
-def curate_steps(args, columns) -> list:
+def curate_steps(args, columns, cache=None) -> list:
     """make_deita_pipeline's steps, less the embedder when the input has embeddings
     (as ``skdeita select`` does): curate equals the scorers, then select."""
     from .. import make_deita_pipeline
@@ -76,7 +72,7 @@ def curate_steps(args, columns) -> list:
         device=args.device,
         dtype=args.dtype,
         scorer_batch_size=args.batch_size,
-        cache=args.cache,
+        cache=cache,
         show_progress_bar=progress(args),
         **texts,
         **models,
@@ -85,14 +81,8 @@ def curate_steps(args, columns) -> list:
 
 
 def run(args) -> int:
-    check_paths(args)
-    with dask_client(args.cluster) as client:
-        # On a cluster the scorers and the embedder run on the workers (each
-        # loads its model once), and the selection streams rows to the client.
-        frame = read_input(args, list_columns(args), client)
-        steps = curate_steps(args, frame.columns)
-        check_pipeline(steps, frame_meta(frame))
-        out = run_pipeline(steps, frame)
-        write_output(out, args.output)
-        report(args, frame, out, steps[-1])
+    # On a cluster the scorers and the embedder run on the workers (each loads
+    # its model once), and the selection streams rows to the client.
+    frame, out, steps = run_command(args, curate_steps, list_columns(args))
+    report(args, frame, out, steps[-1])
     return 0

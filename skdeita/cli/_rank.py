@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ._common import check_paths, check_pipeline, column_arg, progress, run_pipeline
-from ._io import read_table, write_table
+from ._cache import add_cache_arguments
+from ._common import column_arg, progress
+from ._run import run_command
 
 
 def add_parser(sub) -> None:
@@ -22,25 +23,26 @@ def add_parser(sub) -> None:
         help="weights' dtype (default: the ranker config's fp16 on CUDA, float32 on CPU)",
     )
     rank.add_argument("--no-progress", action="store_true")
+    add_cache_arguments(rank)
     rank.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from .. import PairRMRanker
+    def steps_of(args, columns, cache):
+        from .. import PairRMRanker
 
-    check_paths(args)
-    frame = read_table(args.input, list_columns=(args.candidates_col,))
-    ranker = PairRMRanker(
-        args.model,
-        backbone=args.backbone,
-        input_col=args.input_col,
-        candidates_col=args.candidates_col,
-        device=args.device,
-        dtype=args.dtype,
-        show_progress_bar=progress(args),
-    )
-    check_pipeline([ranker], frame)
-    out = run_pipeline([ranker], frame)
-    write_table(out, args.output)
+        ranker = PairRMRanker(
+            args.model,
+            backbone=args.backbone,
+            input_col=args.input_col,
+            candidates_col=args.candidates_col,
+            device=args.device,
+            dtype=args.dtype,
+            cache=cache,
+            show_progress_bar=progress(args),
+        )
+        return [ranker]
+
+    _, out, _ = run_command(args, steps_of, (args.candidates_col,))
     print(f"rows ranked: {len(out)}  ->  {args.output}")
     return 0

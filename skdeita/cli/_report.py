@@ -121,11 +121,21 @@ def run(args) -> int:
 
 
 def finish_run(
-    steps, frame, out, *, input_path, output_path, started: float, report_path=None, argv=None
+    steps,
+    frame,
+    out,
+    *,
+    input_path,
+    output_path,
+    started: float,
+    report_path=None,
+    report_frame=None,
+    argv=None,
 ) -> dict:
     """After a command wrote its output: write ``<output>.manifest.json`` and,
-    with ``report_path``, the report page of ``out`` (which must be the
-    annotated output to show every row's outcome). Returns the manifest.
+    with ``report_path``, the report page of ``report_frame`` (default
+    ``out``; it must be the annotated output to show every row's outcome).
+    Returns the manifest.
 
     Call it only after the output is complete; a failed run never gets here,
     so it never leaves a manifest.
@@ -144,5 +154,5 @@ def finish_run(
     )
     write_manifest(manifest, output_path)
     if report_path is not None:
-        write_report(out, report_path, manifest=manifest)
+        write_report(out if report_frame is None else report_frame, report_path, manifest=manifest)
     return manifest

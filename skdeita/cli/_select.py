@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from ..utils._conversations import CONVERSATION_TEMPLATES
+from ._cache import add_cache_arguments, cache_dir
 from ._common import (
     add_cluster_argument,
     budget_arg,
-    check_paths,
     check_pipeline,
     column_arg,
-    dask_client,
-    frame_meta,
     progress,
-    read_input,
     run_pipeline,
     template_arg,
     threshold_arg,
-    write_output,
 )
+from ._run import run_command
 
 
 def add_selection_arguments(parser) -> None:
@@ -68,11 +65,23 @@ def add_parser(sub) -> None:
         help="rows already curated: kept rows must be diverse against them too (its "
         "embedding column, or its texts embedded with the same model); not in the output",
     )
+    add_cache_arguments(sel)
+    add_report_argument(sel)
     add_cluster_argument(sel)
     sel.set_defaults(run=run)
 
 
-def selection_steps(args, columns, *, model=None) -> list:
+def add_report_argument(parser) -> None:
+    """``--report HTML``: also write the report page of the run."""
+    parser.add_argument(
+        "--report",
+        metavar="HTML",
+        default=None,
+        help="also write a self-contained HTML page showing why each row was kept or dropped",
+    )
+
+
+def selection_steps(args, columns, cache=None, *, model=None) -> list:
     """The embedder (when the input has no embedding column) and the selector."""
     from .. import DeitaSelector, EmbeddingTransformer
 
@@ -97,6 +106,7 @@ def selection_steps(args, columns, *, model=None) -> list:
         kwargs["conversation_template"] = args.conversation_template
     embedder = EmbeddingTransformer(
         output_col=args.embedding_col,
+        cache=cache,
         show_progress_bar=progress(args),
         **kwargs,
     )
@@ -104,17 +114,18 @@ def selection_steps(args, columns, *, model=None) -> list:
 
 
 def run(args) -> int:
-    check_paths(args)
-    with dask_client(args.cluster) as client:
-        frame = read_input(args, list_columns(args), client)
-        steps = selection_steps(args, frame.columns, model=args.model)
-        check_pipeline(steps, frame_meta(frame))
-        n_ref = attach_reference(args, steps)
-        out = run_pipeline(steps, frame)
-        write_output(out, args.output)
-        report(args, frame, out, steps[-1])
-        if n_ref is not None:
-            print(f"reference rows: {n_ref} (not in the output, not counted in the budget)")
+    reference = []
+
+    def steps_of(args, columns, cache):
+        return selection_steps(args, columns, cache, model=args.model)
+
+    def before_run(args, steps):
+        reference.append(attach_reference(args, steps))
+
+    frame, out, steps = run_command(args, steps_of, list_columns(args), before_run=before_run)
+    report(args, frame, out, steps[-1])
+    if reference and reference[0] is not None:
+        print(f"reference rows: {reference[0]} (not in the output, not counted in the budget)")
     return 0
 
 
@@ -129,7 +140,7 @@ def attach_reference(args, steps) -> int | None:
 
     curated = read_table(args.reference, list_columns=list_columns(args))
     if args.embedding_col not in curated.columns:
-        embedder = clone(selection_steps(args, (), model=args.model)[0])
+        embedder = clone(selection_steps(args, (), cache_dir(args), model=args.model)[0])
         check_pipeline([embedder], curated)
         curated = run_pipeline([embedder], curated)
     steps[-1].set_params(reference=curated[[args.embedding_col]])

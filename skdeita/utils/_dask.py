@@ -86,6 +86,81 @@ def current_client():
         return None
 
 
+def local_cluster(n_workers: int, *, device: str | None = None, **kwargs):
+    """A Dask cluster of ``n_workers`` processes on this machine, one GPU each.
+
+    With ``device`` ``"cuda"`` (or ``"cuda:N"``), each worker sees exactly one
+    GPU, so that N workers load N models on N GPUs rather than N models on
+    GPU 0: dask-cuda's ``LocalCUDACluster`` where it is installed, otherwise
+    worker processes whose ``CUDA_VISIBLE_DEVICES`` each name one device (of
+    this process's ``CUDA_VISIBLE_DEVICES`` when it is set). Otherwise a
+    plain ``LocalCluster``. One thread per worker: a worker runs one model.
+
+    Parameters
+    ----------
+    n_workers : int
+        Worker processes (at most the GPUs visible, with a CUDA device).
+    device : str or None, default=None
+        The device the models will run on.
+    **kwargs
+        Passed to the cluster (e.g. ``memory_limit``).
+
+    Returns
+    -------
+    cluster : distributed.SpecCluster
+        Close it (or use it in a ``with`` block) when done.
+
+    Examples
+    --------
+    >>> from skdeita import local_cluster
+    >>> from distributed import Client
+    >>> with local_cluster(2, dashboard_address=None) as cluster, Client(cluster) as client:
+    ...     len(client.scheduler_info()["workers"])
+    2
+    """
+    distributed = require("distributed", "local_cluster")
+    options = {"threads_per_worker": 1, "dashboard_address": None, **kwargs}
+    if not str(device or "").startswith("cuda"):
+        return distributed.LocalCluster(n_workers=n_workers, processes=True, **options)
+    visible = gpu_devices(n_workers)
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        pass
+    else:
+        return LocalCUDACluster(CUDA_VISIBLE_DEVICES=visible, n_workers=n_workers, **options)
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    dashboard = options.pop("dashboard_address")
+    threads = options.pop("threads_per_worker")
+    workers = {
+        f"gpu-{gpu}": {
+            "cls": Nanny,
+            "options": {"nthreads": threads, "env": {"CUDA_VISIBLE_DEVICES": gpu}, **options},
+        }
+        for gpu in visible
+    }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": dashboard}}
+    return SpecCluster(workers=workers, scheduler=scheduler)
+
+
+def gpu_devices(n_workers: int) -> list[str]:
+    """The GPU ids the workers get, one each: ``CUDA_VISIBLE_DEVICES`` when set
+    (its entries may be UUIDs), else ``0 .. n-1``."""
+    import os
+
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        ids = [d.strip() for d in listed.split(",") if d.strip()]
+        if n_workers > len(ids):
+            raise ValueError(
+                f"{n_workers} GPU workers asked for, but CUDA_VISIBLE_DEVICES={listed!r} "
+                f"names {len(ids)} device(s): one worker per GPU."
+            )
+        return ids[:n_workers]
+    return [str(i) for i in range(n_workers)]
+
+
 def forward_logs(client, level: int = logging.INFO) -> None:
     """Send skdeita's log records at ``level`` and above from every worker
     (restarted ones too) to this client's ``"skdeita"`` logger: the model
