@@ -78,12 +78,14 @@ def make_tiny_llama_scorer(
     corpus=None,
     vocab_size: int = 240,
     bury_digits: bool = False,
+    dtype: str = "float32",
     **config,
 ) -> Path:
     """Write a tiny random Llama-architecture causal LM (a DEITA-shaped scorer).
 
-    The weights are float32 (and the config says so). vLLM's CPU build runs
-    it with ``head_dim=64`` (its CPU attention supports no smaller head).
+    The weights are float32 unless asked (and the config says which). vLLM's
+    CPU build runs it with ``head_dim=64`` (its CPU attention supports no
+    smaller head).
 
     Parameters
     ----------
@@ -106,6 +108,9 @@ def make_tiny_llama_scorer(
         so that on the test prompts they rank far below the top 20 tokens of
         the first-token distribution (where a top-k log-probability list
         would miss them), while their logits still differ from each other.
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        The weights' dtype, as built and saved (bfloat16 halves a
+        benchmark-sized model on disk and in memory).
     **config
         Overrides of the model's ``LlamaConfig`` (e.g. a 7B shape for
         benchmarks, or ``head_dim=64`` for vLLM's CPU build).
@@ -138,8 +143,14 @@ def make_tiny_llama_scorer(
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    config.dtype = "float32"  # said explicitly: loaders that read it must not guess
-    model = tf.LlamaForCausalLM(config).float()
+    config.dtype = dtype  # said explicitly: loaders that read it must not guess
+    # Built in its dtype: a 13B shape in float32 would need 52 GB of RAM.
+    saved_default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        model = tf.LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(saved_default)
     # Random logits at the digit ids are nearly flat; sharper ones make a
     # wrong digit id or a wrong position visible in the score.
     with torch.no_grad():

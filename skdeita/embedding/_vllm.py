@@ -25,7 +25,7 @@ import numpy as np
 from ..utils._loading import LOAD_ERRORS, check_local_model_dir, model_max_length, not_found
 from ..utils._optional import require
 from ..utils._progress import progress_bar
-from ..utils._vllm import check_backend_kwargs, engine_kwargs, start_engine
+from ..utils._vllm import check_backend_kwargs, check_device, engine_kwargs, start_engine
 
 _POOLING = {"last": "LAST", "mean": "MEAN", "cls": "CLS"}
 # torch.nn.functional.normalize's floor on the norm (TransformersEncoder uses it).
@@ -65,6 +65,7 @@ class VLLMEncoder:
         name = str(model)
         check_local_model_dir(name, "transformers")
         self.backend_kwargs = check_backend_kwargs(backend_kwargs)
+        check_device(device)
         try:
             self.tokenizer = tf.AutoTokenizer.from_pretrained(
                 name, trust_remote_code=trust_remote_code, local_files_only=local_files_only

@@ -16,6 +16,10 @@
   top-k and top-p, exactly the processors ``generate`` applies;
 - a generation-config setting vLLM cannot reproduce is refused by name
   before any engine starts (:func:`check_generation_config`).
+
+``sequence_losses`` gives IFD's losses (Superfiltering) from vLLM's prompt
+log-probabilities, equal to :func:`skdeita.scoring._perplexity.sequence_losses`;
+it runs on an engine of its own (raw log-probabilities, not processed logits).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ..utils._optional import require
 from ..utils._vllm import (
     GENERATED_TOKENS,
     check_backend_kwargs,
+    check_device,
     engine_kwargs,
     start_engine,
 )
@@ -189,6 +194,7 @@ class VLLMCausalLM:
         name = str(model)
         check_local_model_dir(name, "transformers")
         self.backend_kwargs = check_backend_kwargs(backend_kwargs)
+        check_device(device)
         try:
             self.tokenizer = tf.AutoTokenizer.from_pretrained(
                 name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
@@ -217,7 +223,7 @@ class VLLMCausalLM:
         generation_json = generation.to_json_string(use_diff=False)
         self._identity_parts = (where, dtype, hashlib.sha256(generation_json.encode()).hexdigest())
         self._identity = None
-        self._engine = None
+        self._engines: dict = {}
 
     @property
     def identity(self) -> str:
@@ -235,8 +241,15 @@ class VLLMCausalLM:
 
     @property
     def engine(self):
-        """The vLLM engine, started on first use."""
-        if self._engine is None or self._engine.closed:
+        """The engine of :meth:`first_token_scores`, started on first use."""
+        return self._engine_for("processed_logits")
+
+    def _engine_for(self, logprobs_mode: str):
+        # First-token scores read processed logits; losses read the raw
+        # model's log-probabilities. The mode is an engine setting: one
+        # engine per mode used (a scorer uses one of them).
+        engine = self._engines.get(logprobs_mode)
+        if engine is None or engine.closed:
             kwargs = engine_kwargs(
                 self.name,
                 dtype=self.dtype,
@@ -246,12 +259,12 @@ class VLLMCausalLM:
                 backend_kwargs=self.backend_kwargs,
                 config=self.config,
                 runner="generate",
-                logprobs_mode="processed_logits",
+                logprobs_mode=logprobs_mode,
             )
-            self._engine = start_engine(
+            engine = self._engines[logprobs_mode] = start_engine(
                 kwargs, allow_long_context=self.max_length + GENERATED_TOKENS > self._positions()
             )
-        return self._engine
+        return engine
 
     def _positions(self) -> int:
         text = self.config.get_text_config()
@@ -294,15 +307,49 @@ class VLLMCausalLM:
             out[k] = [found[0][t].logprob for t in token_ids]
         return out
 
+    def sequence_losses(self, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
+        """Mean cross-entropy of each sequence's tokens from ``starts[k]`` on.
+
+        What :func:`skdeita.scoring._perplexity.sequence_losses` computes with
+        transformers (IFD's losses), from vLLM's prompt log-probabilities:
+        token ``t`` predicted from the positions before it, the raw model's
+        log-softmax (no generation setting applies), float64.
+        """
+        vllm = require("vllm", "backend='vllm'")
+        for seq, start in zip(sequences, starts, strict=True):
+            if not 1 <= start < len(seq):
+                raise ValueError(
+                    f"start {start} leaves no token to score in a sequence of {len(seq)}"
+                )
+            if len(seq) > self.max_length:
+                raise ValueError(
+                    f"a sequence of {len(seq)} tokens is longer than the vLLM engine's limit of "
+                    f"{self.max_length} tokens: truncate it before scoring"
+                )
+        # prompt_logprobs=0: each prompt token's own log-probability, no top-k.
+        params = vllm.SamplingParams(
+            max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False
+        )
+        prompts = [vllm.TokensPrompt(prompt_token_ids=list(s)) for s in sequences]
+        outputs = self._engine_for("raw_logprobs").llm.generate(prompts, params, use_tqdm=False)
+        losses = np.empty(len(sequences), dtype=np.float64)
+        for k, (seq, start, result) in enumerate(zip(sequences, starts, outputs, strict=True)):
+            found = result.prompt_logprobs
+            if not found or len(found) != len(seq):
+                raise RuntimeError("vLLM returned no prompt log-probabilities for a sequence")
+            scored = [found[j][seq[j]].logprob for j in range(start, len(seq))]
+            losses[k] = -np.mean(np.asarray(scored, dtype=np.float64))
+        return losses
+
     def close(self) -> None:
-        """End the engine (it starts again on the next call)."""
-        engine, self._engine = self._engine, None
-        if engine is not None:
+        """End its engines (they start again on the next call)."""
+        engines, self._engines = self._engines, {}
+        for engine in engines.values():
             engine.close()
 
     shutdown = close
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_engine"] = None  # pickles without the engine
+        state["_engines"] = {}  # pickles without its engines
         return state

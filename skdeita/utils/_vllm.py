@@ -384,16 +384,19 @@ def _end(procs: list, timeout: float) -> None:
 
 
 def _start_watchdog(procs: list) -> subprocess.Popen | None:
-    if not procs:
+    if not procs or not sys.executable:
         return None
-    return subprocess.Popen(
-        [sys.executable, "-c", _WATCHDOG, *(str(p.pid) for p in procs)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        # Its own session: a Ctrl-C meant for the owner does not stop it first.
-        start_new_session=True,
-    )
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, *(str(p.pid) for p in procs)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C meant for the owner does not stop it first.
+            start_new_session=True,
+        )
+    except OSError:  # the exit hooks still close the engine on a normal exit
+        return None
 
 
 @contextlib.contextmanager

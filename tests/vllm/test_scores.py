@@ -153,14 +153,14 @@ def test_a_prompt_longer_than_the_limit_never_reaches_vllm(scorer_dir, cases):
     tokens = lm.encode(COMPLEXITY_TEMPLATE.format(instruction="sort a list " * 20))
     with pytest.raises(ValueError, match="longer than the vLLM engine's limit of 40 tokens"):
         lm.first_token_scores([tokens[:12], tokens[:41]], digit_ids(lm))
-    assert lm._engine is None  # refused before any engine started
+    assert lm._engines == {}  # refused before any engine started
 
 
 def test_pickles_without_the_engine(cases):
     lm = cases["greedy"]["lm"]
     assert lm.engine is not None
     clone = pickle.loads(pickle.dumps(lm))
-    assert clone._engine is None
+    assert clone._engines == {}
     assert clone.sampling == lm.sampling
     assert clone.encode("Sort a list.") == lm.encode("Sort a list.")
 
@@ -171,9 +171,23 @@ def test_identity_names_the_backend_and_changes_with_the_generation_config(cases
     assert all(i.startswith("vllm-causal-lm|") for i in identities)
 
 
+def test_sequence_losses_equal_the_transformers_losses(scorer_dir, cases):
+    from skdeita.scoring._perplexity import sequence_losses
+
+    lm = cases["greedy"]["lm"]
+    sequences = [lm.encode(text + " Plants eat light.") for text in INSTRUCTIONS]
+    starts = [max(1, len(s) // 2) for s in sequences]
+    reference = CausalLM(
+        scorer_dir, device="cpu", dtype="float32", trust_remote_code=False, local_files_only=True
+    )
+    expected = sequence_losses(reference, sequences, starts)
+    np.testing.assert_allclose(lm.sequence_losses(sequences, starts), expected, atol=TOL, rtol=0)
+
+
 def test_close_ends_the_engine_processes(cases):
     lm = cases["greedy"]["lm"]
-    pids = lm.engine.pids()
+    lm.engine  # noqa: B018 (started, if a test closed it)
+    pids = [pid for engine in lm._engines.values() for pid in engine.pids()]
     assert pids and all(psutil.pid_exists(p) for p in pids)
     lm.close()
     assert not any(psutil.pid_exists(p) for p in pids)
