@@ -35,7 +35,9 @@ _NORM_EPS = 1e-12
 class VLLMEncoder:
     """Embeds texts with a causal LM on vLLM's pooling engine.
 
-    Parameters mirror ``TransformersEncoder``'s; ``backend_kwargs`` go to
+    Parameters mirror ``TransformersEncoder``'s (``device=None`` means where
+    the installed vLLM runs; ``model_kwargs`` must be empty); ``pooling`` is
+    ``"last"``, ``"mean"`` or ``"cls"``; ``backend_kwargs`` go to
     ``vllm.LLM`` (checked here, before any engine starts). The engine starts
     on the first batch, once, and :meth:`close` ends it.
     """
@@ -44,7 +46,7 @@ class VLLMEncoder:
         self,
         model,
         *,
-        device: str = "cpu",
+        device: str | None = None,
         dtype: str = "float32",
         max_length: int | None = None,
         pooling: str = "last",
@@ -65,7 +67,7 @@ class VLLMEncoder:
         name = str(model)
         check_local_model_dir(name, "transformers")
         self.backend_kwargs = check_backend_kwargs(backend_kwargs)
-        check_device(device)
+        device = check_device(device)
         try:
             self.tokenizer = tf.AutoTokenizer.from_pretrained(
                 name, trust_remote_code=trust_remote_code, local_files_only=local_files_only

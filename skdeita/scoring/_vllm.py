@@ -174,15 +174,35 @@ class VLLMCausalLM:
     The tokenizer, the generation settings and ``backend_kwargs`` are loaded
     and checked here; the engine starts on the first call of
     :meth:`first_token_scores` (so that a fully cached run starts none),
-    once, and :meth:`close` ends it. ``max_length`` is the longest prompt the
-    engine takes (default: the model's context, as ``CausalLM.context``).
+    once, and :meth:`close` ends it.
+
+    Parameters
+    ----------
+    model : str or path-like
+        A local model directory or a hub name, as for ``CausalLM``.
+    device : str or None, default=None
+        ``"cpu"`` or ``"cuda"``; None means where the installed vLLM runs. It
+        must match the installed build (``ValueError`` otherwise).
+    dtype : {"float32", "float16", "bfloat16"}, default="float32"
+        Passed to vLLM explicitly (its "auto" runs float32 weights in
+        bfloat16 on CPU).
+    trust_remote_code, local_files_only : bool, default=False
+        As for ``CausalLM``.
+    max_length : int or None, default=None
+        The longest prompt the engine takes (default: the model's context,
+        ``CausalLM.context``); callers truncate to it before scoring.
+    backend_kwargs : dict or None, default=None
+        More ``vllm.LLM`` arguments (checked by
+        :func:`~skdeita.utils._vllm.check_backend_kwargs`).
+    hint : str, default=""
+        Appended to the "model not found" error.
     """
 
     def __init__(
         self,
         model,
         *,
-        device: str = "cpu",
+        device: str | None = None,
         dtype: str = "float32",
         trust_remote_code: bool = False,
         local_files_only: bool = False,
@@ -194,7 +214,7 @@ class VLLMCausalLM:
         name = str(model)
         check_local_model_dir(name, "transformers")
         self.backend_kwargs = check_backend_kwargs(backend_kwargs)
-        check_device(device)
+        device = check_device(device)
         try:
             self.tokenizer = tf.AutoTokenizer.from_pretrained(
                 name, trust_remote_code=trust_remote_code, local_files_only=local_files_only

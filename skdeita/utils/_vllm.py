@@ -202,11 +202,16 @@ def engine_kwargs(
     return kwargs
 
 
-def check_device(device: str) -> None:
-    """The installed vLLM must run on ``device``'s kind (a CPU build cannot use CUDA)."""
+def check_device(device: str | None) -> str:
+    """The device vLLM will run on: ``device``, or the installed vLLM's when None.
+
+    The installed vLLM must run on ``device``'s kind (a CPU build cannot use CUDA).
+    """
     platform = require("vllm.platforms", "backend='vllm'").current_platform
-    kind = str(device).split(":")[0]
     have = getattr(platform, "device_type", None) or "unknown"
+    if device is None:
+        return have
+    kind = str(device).split(":")[0]
     if kind != have:
         raise ValueError(
             f"device={device!r}, but the installed vLLM runs on {have!r}"
@@ -217,6 +222,7 @@ def check_device(device: str) -> None:
             f"device={device!r}: vLLM uses the first visible GPU; choose it with "
             "CUDA_VISIBLE_DEVICES (one per Dask worker) and pass device='cuda'."
         )
+    return str(device)
 
 
 # -- started engines -------------------------------------------------------------
