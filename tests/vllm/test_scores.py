@@ -148,7 +148,7 @@ def test_a_prompt_of_the_full_context_is_scored(scorer_dir, cases):
     assert_same_scores(lm.first_token_scores([full], digit_ids(lm)), expected)
 
 
-def test_a_prompt_longer_than_the_limit_never_reaches_vllm(scorer_dir, cases):
+def test_a_prompt_longer_than_the_limit_never_reaches_vllm(scorer_dir):
     lm = VLLMCausalLM(scorer_dir, device="cpu", max_length=40, local_files_only=True)
     tokens = lm.encode(COMPLEXITY_TEMPLATE.format(instruction="sort a list " * 20))
     with pytest.raises(ValueError, match="longer than the vLLM engine's limit of 40 tokens"):
