@@ -148,7 +148,7 @@ class VLLMEncoder:
             prompts = [
                 vllm.TokensPrompt(prompt_token_ids=self.token_ids(texts[i])) for i in positions
             ]
-            outputs = self.engine.llm.embed(prompts, pooling_params=params, use_tqdm=False)
+            outputs = self.engine.run("embed", prompts, pooling_params=params, use_tqdm=False)
             vectors = np.stack([np.asarray(o.outputs.embedding, dtype=np.float32) for o in outputs])
             if normalize:
                 norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -318,7 +318,7 @@ class VLLMCausalLM:
             max_tokens=1, logprob_token_ids=token_ids, detokenize=False, **settings
         )
         prompts = [vllm.TokensPrompt(prompt_token_ids=list(s)) for s in sequences]
-        outputs = self.engine.llm.generate(prompts, params, use_tqdm=False)
+        outputs = self.engine.run("generate", prompts, params, use_tqdm=False)
         out = np.empty((len(sequences), len(token_ids)), dtype=np.float64)
         for k, result in enumerate(outputs):
             found = result.outputs[0].logprobs
@@ -351,7 +351,8 @@ class VLLMCausalLM:
             max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False
         )
         prompts = [vllm.TokensPrompt(prompt_token_ids=list(s)) for s in sequences]
-        outputs = self._engine_for("raw_logprobs").llm.generate(prompts, params, use_tqdm=False)
+        engine = self._engine_for("raw_logprobs")
+        outputs = engine.run("generate", prompts, params, use_tqdm=False)
         losses = np.empty(len(sequences), dtype=np.float64)
         for k, (seq, start, result) in enumerate(zip(sequences, starts, outputs, strict=True)):
             found = result.prompt_logprobs

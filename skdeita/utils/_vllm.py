@@ -261,7 +261,9 @@ for p in alive:
 class VLLMEngine:
     """A started ``vllm.LLM`` and the processes it runs in.
 
-    ``llm`` is the engine; ``close()`` (alias ``shutdown()``) ends its
+    ``llm`` is the engine; :meth:`run` calls one of its methods under
+    ``lock`` (``vllm.LLM`` is not safe to drive from two threads, e.g. a
+    Dask worker's, at once). ``close()`` (alias ``shutdown()``) ends its
     processes and frees its memory, and may be called more than once.
     """
 
@@ -269,11 +271,19 @@ class VLLMEngine:
         self.llm = llm
         self.processes = processes
         self.key = key
+        self.lock = threading.Lock()
         self._watchdog = watchdog
 
     @property
     def closed(self) -> bool:
         return self.llm is None
+
+    def run(self, method: str, *args, **kwargs):
+        """``llm.<method>(*args, **kwargs)``, one call at a time."""
+        with self.lock:
+            if self.llm is None:
+                raise RuntimeError("This vLLM engine was closed.")
+            return getattr(self.llm, method)(*args, **kwargs)
 
     def pids(self) -> list[int]:
         """The engine's process ids (engine core and workers)."""
@@ -324,7 +334,8 @@ def start_engine(kwargs: dict, *, allow_long_context: bool = False) -> VLLMEngin
 
 def shutdown_engine(engine: VLLMEngine, timeout: float = 10.0) -> None:
     """End an engine's processes and free what it holds; idempotent."""
-    llm, engine.llm = engine.llm, None
+    with engine.lock:  # not while a call is running in another thread
+        llm, engine.llm = engine.llm, None
     if llm is not None:
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         with contextlib.suppress(Exception):  # whatever vLLM manages, _end finishes

@@ -136,6 +136,23 @@ def test_generation_configs_of_one_model_share_one_engine(cases):
     assert len(engines) == 1
 
 
+def test_threads_sharing_the_engine_get_their_own_scores(cases):
+    # A Dask worker runs tasks in threads; two scorers of one model share an
+    # engine, one call at a time, each with its own generation settings.
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [name for name in VARIANTS for _ in range(2)]
+
+    def score(name):
+        case = cases[name]
+        return case["lm"].first_token_scores(case["ids"], digit_ids(case["lm"]))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(score, jobs))
+    for name, scores in zip(jobs, results, strict=True):
+        assert_same_scores(scores, cases[name]["reference"])
+
+
 def test_a_prompt_of_the_full_context_is_scored(scorer_dir, cases):
     lm = cases["greedy"]["lm"]
     tokens = lm.encode(COMPLEXITY_TEMPLATE.format(instruction="sort a list " * 100))
