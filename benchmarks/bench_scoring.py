@@ -7,20 +7,31 @@ first step's logits at the ids of "1" ... "6"; skdeita scores length-sorted,
 left-padded batches with one generate step each. Scores are asserted equal
 (<= 1e-4) before any time is reported.
 
-Rows: AlpacaEval instructions and responses (../shared/data). The tokenizer
-is trained on them at run time, so token counts are realistic.
+Rows: AlpacaEval instructions and responses (../shared/data, or
+$SKDEITA_SHARED_DATA). The tokenizer is trained on them at run time, so token
+counts are realistic.
 
     python benchmarks/bench_scoring.py                       # CPU, small Llama
     python benchmarks/bench_scoring.py --device cuda --shape 7b --dtype bfloat16 --n 512
 
 ``--shape 7b`` builds a Llama-2-7B-shaped model (hidden 4096, 32 layers,
-vocab 32000) with random weights: it needs a GPU with ~30 GB free.
+vocab 32000) with random weights: it needs a GPU with ~30 GB free; ``13b``
+is Llama-2-13B's shape (DEITA's scorers), ~55 GB.
+
+``--backend vllm`` (run it in the vLLM environment, ``.venv-vllm/bin/python``,
+or one with a GPU build of vLLM) also times ``VLLMCausalLM``, the vLLM
+engine behind ``backend="vllm"``, on the same prompts (truncated as the
+scorers truncate them), and asserts its scores equal too. Its engine starts
+first and is closed before the transformers models load, so that on a GPU
+each has the memory to itself; engine start and the first (warm-up) batch
+are reported apart from the timed run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,13 +40,16 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.special import softmax
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from skdeita import ComplexityScorer, QualityScorer
 from skdeita._testing import make_tiny_llama_scorer
 from skdeita.scoring._deita import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
 
-RESULTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpaca_eval" / "results"
+SHARED_DATA = Path(
+    os.environ.get("SKDEITA_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+RESULTS = SHARED_DATA / "alpaca_eval" / "results"
 SHAPES = {
     # A tiny Llama (per-call overhead dominates), a small CPU-sized one
     # (about 20M parameters: compute dominates) and Llama-2-7B's shape.
@@ -61,6 +75,14 @@ SHAPES = {
         num_hidden_layers=32,
         num_attention_heads=32,
         num_key_value_heads=32,
+        vocab_size=32000,
+    ),
+    "13b": dict(
+        hidden_size=5120,
+        intermediate_size=13824,
+        num_hidden_layers=40,
+        num_attention_heads=40,
+        num_key_value_heads=40,
         vocab_size=32000,
     ),
 }
@@ -94,6 +116,49 @@ def deita_loop(path, prompts, device, dtype) -> tuple[np.ndarray, float]:
     return np.array(out), time.perf_counter() - start
 
 
+def expected_digit(logits: np.ndarray) -> np.ndarray:
+    return softmax(logits, axis=1) @ np.arange(1.0, 7.0)
+
+
+def vllm_scores(path, template, fields, args) -> tuple[np.ndarray, dict]:
+    """VLLMCausalLM on every prompt: scores, and the times of each phase."""
+    from skdeita.scoring._deita import encode_within
+    from skdeita.scoring._vllm import VLLMCausalLM
+
+    backend_kwargs = {}
+    if args.gpu_memory_utilization is not None:
+        backend_kwargs["gpu_memory_utilization"] = args.gpu_memory_utilization
+    lm = VLLMCausalLM(
+        path,
+        device=args.device,
+        dtype=args.dtype,
+        max_length=args.max_length,
+        backend_kwargs=backend_kwargs,
+    )
+    ids = [encode_within(lm, template, f, args.max_length)[0] for f in fields]
+    digits = [lm.tokenizer.convert_tokens_to_ids(d) for d in "123456"]
+    times = {}
+    start = time.perf_counter()
+    lm.engine  # noqa: B018 (starts it)
+    times["start"] = time.perf_counter() - start
+    start = time.perf_counter()
+    lm.first_token_scores(ids[:2], digits)  # warm-up (kernels, compiled helpers)
+    times["first"] = time.perf_counter() - start
+    start = time.perf_counter()
+    logits = lm.first_token_scores(ids, digits)
+    times["run"] = time.perf_counter() - start
+    lm.close()
+    return expected_digit(logits), times
+
+
+def free_memory() -> None:
+    from skdeita.utils._model_cache import clear_model_cache
+
+    clear_model_cache()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=160, help="rows (default 160)")
@@ -102,6 +167,18 @@ def main() -> None:
     parser.add_argument("--shape", default="small", choices=sorted(SHAPES))
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument(
+        "--backend",
+        default="transformers",
+        choices=["transformers", "vllm"],
+        help="vllm: also time the vLLM engine (backend='vllm') on the same rows",
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=None,
+        help="vLLM's share of GPU memory (default: vLLM's own; on CPU skdeita sizes it)",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     rows = load_rows(args.n)
@@ -111,15 +188,23 @@ def main() -> None:
             Path(tmp) / "scorer",
             max_position_embeddings=4096,
             corpus=corpus,
+            dtype=args.dtype,
             **SHAPES[args.shape],
         )
-        n_params = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
+        with torch.device("meta"):  # counts parameters without loading them
+            shell = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+        n_params = sum(p.numel() for p in shell.parameters())
         dtype = getattr(torch, args.dtype)
-        table = []
+        table, vllm_table = [], []
         for name, cls, template in (
             ("complexity", ComplexityScorer, COMPLEXITY_TEMPLATE),
             ("quality", QualityScorer, QUALITY_TEMPLATE),
         ):
+            fields = [
+                {"instruction": r.instruction, "output": r.response} for r in rows.itertuples()
+            ]
+            if args.backend == "vllm":
+                vllm_out, vllm_times = vllm_scores(path, template, fields, args)
             scorer = cls(
                 path,
                 batch_size=args.batch_size,
@@ -132,9 +217,8 @@ def main() -> None:
             start = time.perf_counter()
             ours = scorer.transform(rows)[scorer.output_col].to_numpy()
             t_ours = time.perf_counter() - start
-            fields = [
-                {"instruction": r.instruction, "output": r.response} for r in rows.itertuples()
-            ]
+            del scorer
+            free_memory()
             prompts = [template.format(**f) for f in fields]
             tok = AutoTokenizer.from_pretrained(path)
             tokens = sum(len(tok.encode(p)) for p in prompts)
@@ -146,6 +230,11 @@ def main() -> None:
             table.append(
                 (name, len(rows), tokens, t_ref_all, t_ours, t_ref_all / t_ours, tokens / t_ours)
             )
+            if args.backend == "vllm":
+                np.testing.assert_allclose(vllm_out[keep], ref, atol=tol)
+                np.testing.assert_allclose(vllm_out, ours, atol=tol)
+                vllm_table.append((name, len(rows), tokens, t_ref_all, t_ours, vllm_times))
+            free_memory()
     print(
         f"model: Llama {args.shape} shape, {n_params / 1e6:.1f}M parameters, {args.dtype}, "
         f"device {args.device}, batch {args.batch_size}, rows {args.n}"
@@ -156,6 +245,18 @@ def main() -> None:
     )
     for name, n, tokens, t_ref, t_ours, ratio, tps in table:
         print(f"{name:<11}{n:>6}{tokens:>9}{t_ref:>14.2f}{t_ours:>11.2f}{ratio:>9.1f}x{tps:>11.0f}")
+    if vllm_table:
+        print("\nvLLM (backend='vllm'); scores equal to DEITA's loop and the transformers backend")
+        print(
+            f"{'scorer':<11}{'start s':>9}{'first s':>9}{'run s':>8}{'rows/s':>9}{'tokens/s':>10}"
+            f"{'vs DEITA':>10}{'vs transformers':>17}"
+        )
+        for name, n, tokens, t_ref, t_ours, times in vllm_table:
+            run = times["run"]
+            print(
+                f"{name:<11}{times['start']:>9.1f}{times['first']:>9.1f}{run:>8.2f}"
+                f"{n / run:>9.1f}{tokens / run:>10.0f}{t_ref / run:>9.1f}x{t_ours / run:>16.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,20 @@ _CORPUS = [
 ]
 
 
+# Generation configs that change generate's first scores (see
+# make_tiny_llama_scorer). The sampling one is mild enough (a high
+# temperature, vLLM's highest, and wide top-k and top-p) that on the test
+# prompts one to four of the six digits survive its filters, even with
+# bury_digits=True, and the others are masked.
+GENERATION_CONFIGS = {
+    "repetition-penalty": {"repetition_penalty": 1.3},
+    "sampling": {"do_sample": True, "temperature": 2.0, "top_k": 120, "top_p": 0.999},
+}
+# How much bury_digits shrinks the digits' output rows: their logits keep a
+# spread of a few units while the top tokens' are about 5x larger.
+_BURY_SCALE = 0.15
+
+
 def _train_tokenizer(directory: Path, vocab_size: int, bos: bool, corpus=None):
     """A byte-level-free BPE with Llama-like specials (BOS added on encode)."""
     tk = require("tokenizers", "Building a test model")
@@ -60,12 +74,18 @@ def make_tiny_llama_scorer(
     *,
     seed: int = 0,
     max_position_embeddings: int = 192,
-    generation_config: dict | None = None,
+    generation_config: dict | str | None = None,
     corpus=None,
     vocab_size: int = 240,
+    bury_digits: bool = False,
+    dtype: str = "float32",
     **config,
 ) -> Path:
     """Write a tiny random Llama-architecture causal LM (a DEITA-shaped scorer).
+
+    The weights are float32 unless asked (and the config says which). vLLM's
+    CPU build runs it with ``head_dim=64`` (its CPU attention supports no
+    smaller head).
 
     Parameters
     ----------
@@ -75,14 +95,25 @@ def make_tiny_llama_scorer(
         Seed of the random weights: two seeds make two different scorers.
     max_position_embeddings : int, default=192
         The model's context (not the real scorers' 2048 or 4096).
-    generation_config : dict or None, default=None
-        Extra generation settings (e.g. ``{"repetition_penalty": 1.3}``).
+    generation_config : dict, str or None, default=None
+        Extra generation settings (e.g. ``{"repetition_penalty": 1.3}``), or
+        the name of one of :data:`GENERATION_CONFIGS`: ``"repetition-penalty"``
+        or ``"sampling"`` (``do_sample`` with temperature, top-k and top-p).
     corpus : iterable of str or None, default=None
         Extra texts to train the tokenizer on (realistic token counts).
     vocab_size : int, default=240
         Target size of the trained vocabulary.
+    bury_digits : bool, default=False
+        Scale the output-layer rows of the tokens "1" ... "6" down (by 0.15),
+        so that on the test prompts they rank far below the top 20 tokens of
+        the first-token distribution (where a top-k log-probability list
+        would miss them), while their logits still differ from each other.
+    dtype : {"float32", "bfloat16", "float16"}, default="float32"
+        The weights' dtype, as built and saved (bfloat16 halves a
+        benchmark-sized model on disk and in memory).
     **config
-        Overrides of the model's ``LlamaConfig`` (e.g. a 7B shape for benchmarks).
+        Overrides of the model's ``LlamaConfig`` (e.g. a 7B shape for
+        benchmarks, or ``head_dim=64`` for vLLM's CPU build).
 
     Returns
     -------
@@ -105,16 +136,28 @@ def make_tiny_llama_scorer(
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=False,
     )
+    if isinstance(generation_config, str):
+        generation_config = GENERATION_CONFIGS[generation_config]
     config = tf.LlamaConfig(
         **{**shape, **config},
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    model = tf.LlamaForCausalLM(config)
+    config.dtype = dtype  # said explicitly: loaders that read it must not guess
+    # Built in its dtype: a 13B shape in float32 would need 52 GB of RAM.
+    saved_default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, dtype))
+    try:
+        model = tf.LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(saved_default)
     # Random logits at the digit ids are nearly flat; sharper ones make a
     # wrong digit id or a wrong position visible in the score.
     with torch.no_grad():
         model.lm_head.weight.mul_(40.0)
+        if bury_digits:
+            digits = [tokenizer.convert_tokens_to_ids(d) for d in "123456"]
+            model.lm_head.weight[digits] *= _BURY_SCALE
     model.save_pretrained(directory)
     gen = {
         "bos_token_id": tokenizer.bos_token_id,

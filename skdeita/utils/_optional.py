@@ -13,6 +13,8 @@ _EXTRA_OF = {
     "pyarrow": "io",
     "dask": "dask",
     "distributed": "dask",
+    "vllm": "vllm",
+    "psutil": "vllm",
 }
 
 
