@@ -99,6 +99,10 @@ def make_deita_pipeline(
     scorer_batch_size: int = 8,
     cache=None,
     show_progress_bar: bool | None = None,
+    backend: str = "transformers",
+    backend_kwargs: dict | None = None,
+    embedding_backend: str = "sentence-transformers",
+    pooling: str = "mean",
 ) -> Pipeline:
     """Complexity score -> quality score -> embedding -> DEITA selection.
 
@@ -109,9 +113,9 @@ def make_deita_pipeline(
     conversations), cosine distance with threshold 0.1 (the paper's
     similarity 0.9) to the rows already kept. The embedding model defaults
     to all-MiniLM-L6-v2, which runs on a laptop; DEITA itself embeds with a
-    7B-13B causal LM (pass one with ``embedding_model`` and use an
-    :class:`~skdeita.EmbeddingTransformer` with ``pooling="last"`` in your own
-    pipeline for that).
+    7B-13B causal LM (pass one with ``embedding_model``,
+    ``embedding_backend="vllm"`` or ``"transformers"``, ``pooling="last"``
+    and ``conversation_template="vicuna_v1.1"``).
 
     Parameters
     ----------
@@ -120,7 +124,7 @@ def make_deita_pipeline(
     complexity_model, quality_model : str or path-like
         The scorers: hub names or local directories.
     embedding_model : str or path-like, default="sentence-transformers/all-MiniLM-L6-v2"
-        The sentence-transformers model that embeds each row.
+        The model that embeds each row.
     instruction_col, response_col : str
         Text columns of single-turn rows.
     messages_col : str or None, default=None
@@ -151,6 +155,16 @@ def make_deita_pipeline(
         over selection parameters scores and embeds each row once.
     show_progress_bar : bool or None, default=None
         tqdm bars (None: only on a terminal).
+    backend : {"transformers", "vllm"}, default="transformers"
+        Where the two scorers run (:doc:`/scoring`): vLLM gives the same
+        scores at vLLM's speed on a GPU.
+    backend_kwargs : dict or None, default=None
+        Settings of ``vllm.LLM`` for the scorers (and a vLLM embedder).
+    embedding_backend : {"sentence-transformers", "transformers", "vllm"}, \
+default="sentence-transformers"
+        The embedder's backend (see :class:`~skdeita.EmbeddingTransformer`).
+    pooling : {"mean", "cls", "last"}, default="mean"
+        The embedder's pooling with the transformers or vLLM backend.
 
     Returns
     -------
@@ -173,6 +187,10 @@ def make_deita_pipeline(
     """
     dtype = default_dtype(device) if dtype is None else dtype
     common = dict(device=device, dtype=dtype, cache=cache, show_progress_bar=show_progress_bar)
+    scorer_backend = dict(backend=backend, backend_kwargs=backend_kwargs)
+    embedder = dict(backend=embedding_backend, pooling=pooling)
+    if embedding_backend == "vllm":
+        embedder["backend_kwargs"] = backend_kwargs
     scorer_cols = dict(instruction_col=instruction_col, messages_col=messages_col)
     if messages_col is None:
         embed_text = dict(template=text_template)
@@ -183,7 +201,11 @@ def make_deita_pipeline(
             (
                 "complexity",
                 ComplexityScorer(
-                    complexity_model, batch_size=scorer_batch_size, **scorer_cols, **common
+                    complexity_model,
+                    batch_size=scorer_batch_size,
+                    **scorer_cols,
+                    **scorer_backend,
+                    **common,
                 ),
             ),
             (
@@ -193,13 +215,14 @@ def make_deita_pipeline(
                     response_col=response_col,
                     batch_size=scorer_batch_size,
                     **scorer_cols,
+                    **scorer_backend,
                     **common,
                 ),
             ),
             (
                 "embedding",
                 EmbeddingTransformer(
-                    embedding_model, output_col=embedding_col, **embed_text, **common
+                    embedding_model, output_col=embedding_col, **embed_text, **embedder, **common
                 ),
             ),
             (

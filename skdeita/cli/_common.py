@@ -54,6 +54,7 @@ OPTION_OF = {
     "input_col": "--input-col",
     "candidates_col": "--candidates-col",
     "batch_size": "--batch-size",
+    "backend_kwargs": "--backend-kwargs",
 }
 
 
@@ -105,6 +106,19 @@ def real(text: str) -> float:
 
 budget_arg = option_value("DeitaSelector", "data_budget", number)
 threshold_arg = option_value("DeitaSelector", "diversity_threshold", real)
+
+
+def json_object(text: str) -> dict:
+    """A JSON object (``--backend-kwargs``)."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a JSON object, e.g. '{{\"key\": 1}}'")
+    return value
 
 
 def column_arg(text: str) -> str | None:

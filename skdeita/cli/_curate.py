@@ -6,6 +6,7 @@ from ._cache import add_cache_arguments
 from ._common import (
     add_cluster_argument,
     column_arg,
+    json_object,
     option_value,
     progress,
     whole_number,
@@ -37,6 +38,32 @@ def add_parser(sub) -> None:
         type=option_value("ComplexityScorer", "batch_size", whole_number),
         default=8,
         help="scorer batch (8)",
+    )
+    cur.add_argument(
+        "--backend",
+        choices=["transformers", "vllm"],
+        default="transformers",
+        help="where the two scorers run: transformers, or vLLM (pip install "
+        "'skdeita[vllm]'; the same scores, faster on a GPU)",
+    )
+    cur.add_argument(
+        "--backend-kwargs",
+        type=json_object,
+        default=None,
+        metavar="JSON",
+        help="settings of vllm.LLM, e.g. '{\"gpu_memory_utilization\": 0.85}' (vLLM only)",
+    )
+    cur.add_argument(
+        "--embedding-backend",
+        choices=["sentence-transformers", "transformers", "vllm"],
+        default="sentence-transformers",
+        help="the embedder's backend (a causal-LM embedder: transformers or vllm)",
+    )
+    cur.add_argument(
+        "--pooling",
+        choices=["mean", "cls", "last"],
+        default="mean",
+        help="the embedder's pooling with --embedding-backend transformers or vllm",
     )
     add_cache_arguments(cur)
     add_report_argument(cur)
@@ -74,6 +101,10 @@ def curate_steps(args, columns, cache=None) -> list:
         scorer_batch_size=args.batch_size,
         cache=cache,
         show_progress_bar=progress(args),
+        backend=args.backend,
+        backend_kwargs=args.backend_kwargs,
+        embedding_backend=args.embedding_backend,
+        pooling=args.pooling,
         **texts,
         **models,
     )

@@ -238,4 +238,13 @@ def load_encoder(params: dict, device: str):
     )
     if params["backend"] == "sentence-transformers":
         return SentenceTransformerEncoder(params["model"], **common)
+    if params["backend"] == "vllm":
+        from ._vllm import VLLMEncoder
+
+        return VLLMEncoder(
+            params["model"],
+            pooling=params["pooling"],
+            backend_kwargs=params["backend_kwargs"],
+            **{**common, "device": None if params["device"] is None else device},
+        )
     return TransformersEncoder(params["model"], pooling=params["pooling"], **common)

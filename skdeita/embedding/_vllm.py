@@ -78,6 +78,7 @@ class VLLMEncoder:
         except LOAD_ERRORS as exc:
             raise not_found(name, exc, hint) from exc
         self.name = name
+        self.source = name  # a folder or a hub name, for its content digest
         self.device = device
         self.dtype = dtype
         self.pooling = pooling

@@ -94,6 +94,12 @@ class CausalLM(TorchModule):
 
         return first_token_scores(self, sequences, token_ids)
 
+    def sequence_losses(self, sequences: list[list[int]], starts: list[int]) -> np.ndarray:
+        """Mean cross-entropy of each sequence's tokens from ``starts[k]`` on (IFD)."""
+        from ._perplexity import sequence_losses
+
+        return sequence_losses(self, sequences, starts)
+
     def left_padded(self, sequences: list[list[int]]):
         """``(input_ids, attention_mask)`` tensors, padded on the left."""
         torch = self.torch
@@ -132,6 +138,8 @@ LM_SCORER_CONSTRAINTS: dict = {
     "trust_remote_code": ["boolean"],
     "local_files_only": ["boolean"],
     "store_weights_in_pickle": ["boolean"],
+    "backend": [StrOptions({"transformers", "vllm"})],
+    "backend_kwargs": [dict, None],
 }
 
 
@@ -144,7 +152,17 @@ class BaseLMScorer(BaseModelTransformer):
     """
 
     _fields: tuple[str, ...] = ("instruction",)
-    _loading_params = frozenset({"model", "dtype", "trust_remote_code", "local_files_only"})
+    _loading_params = frozenset(
+        {"model", "dtype", "trust_remote_code", "local_files_only", "backend", "backend_kwargs"}
+    )
+
+    def _model_key(self):
+        # Every LM scorer loads the same kind of object: one per model, shared
+        # by ComplexityScorer, QualityScorer and IFDScorer. A vLLM engine is
+        # sized for the longest prompt too.
+        key = ("causal-lm", *super()._model_key()[1:])
+        return (*key, ("max_length", self.max_length)) if self.backend == "vllm" else key
+
     _what = "score"  # how a failure is described
     _cache_kind = "scores"
     _n_values = 1  # floats per unit (the cache stores them as one vector)
@@ -154,6 +172,18 @@ class BaseLMScorer(BaseModelTransformer):
         return {"instruction": self.instruction_col}
 
     def _load_model(self, device: str):
+        if self.backend == "vllm":
+            from ._vllm import VLLMCausalLM
+
+            return VLLMCausalLM(
+                self.model,
+                device=None if self.device is None else device,
+                dtype=self.dtype,
+                trust_remote_code=self.trust_remote_code,
+                local_files_only=self.local_files_only,
+                max_length=self.max_length,
+                backend_kwargs=self.backend_kwargs,
+            )
         return CausalLM(
             self.model,
             device=device,
@@ -161,6 +191,28 @@ class BaseLMScorer(BaseModelTransformer):
             trust_remote_code=self.trust_remote_code,
             local_files_only=self.local_files_only,
         )
+
+    def _check_params(self) -> None:
+        if self.backend_kwargs is not None and self.backend != "vllm":
+            raise ValueError(
+                f"backend_kwargs={self.backend_kwargs!r} is for backend='vllm' (settings of "
+                f"vllm.LLM); backend={self.backend!r} takes none."
+            )
+        if self.backend == "vllm":
+            from ..utils._vllm import check_backend_kwargs
+
+            check_backend_kwargs(self.backend_kwargs)
+
+    def _check_model(self) -> None:
+        super()._check_model()
+        if self.backend == "vllm":  # a generation setting vLLM cannot reproduce: refused now
+            from ._vllm import check_generation_config
+
+            check_generation_config(
+                self.model,
+                trust_remote_code=self.trust_remote_code,
+                local_files_only=self.local_files_only,
+            )
 
     # -- the shared shell ------------------------------------------------------
 
@@ -174,6 +226,7 @@ class BaseLMScorer(BaseModelTransformer):
         return [self.output_col]
 
     def _check_input(self, X) -> tuple[pd.DataFrame, Prompts]:
+        self._check_params()
         X = check_dataframe(X, type(self).__name__)
         check_columns(X, self._input_columns())
         if self.messages_col is not None:
@@ -211,7 +264,7 @@ class BaseLMScorer(BaseModelTransformer):
         if digest is None:  # a hub model not downloaded yet: load it to know its files
             self._get_model()
             digest = model_digest(self.model, cache=self.cache)
-        return f"transformers|{digest}|{self.dtype}"
+        return f"{self.backend}|{digest}|{self.dtype}"
 
     def _compute_units(self, prompts: Prompts, positions, isolated):
         lm = self._get_model()

@@ -183,6 +183,15 @@ _SHARED_DOC = """
         Never reach a hub.
     store_weights_in_pickle : bool, default=False
         Pickle the loaded model too; by default it reloads on first use.
+    backend : {{"transformers", "vllm"}}, default="transformers"
+        ``"vllm"`` runs the model on a vLLM engine (``pip install
+        'skdeita[vllm]'``): the same prompts, truncation and scores (equal to
+        the transformers backend to float rounding), at vLLM's speed on a GPU.
+        The engine starts on the first batch to compute, once per process.
+    backend_kwargs : dict or None, default=None
+        Settings of ``vllm.LLM`` (``gpu_memory_utilization``,
+        ``tensor_parallel_size``, ``max_model_len``, ...); checked before any
+        engine starts. Only with ``backend="vllm"``.
 
     Attributes
     ----------
@@ -238,6 +247,8 @@ class ComplexityScorer(_DeitaScorer):
         trust_remote_code: bool = False,
         local_files_only: bool = False,
         store_weights_in_pickle: bool = False,
+        backend: str = "transformers",
+        backend_kwargs: dict | None = None,
     ):
         self.model = model
         self.instruction_col = instruction_col
@@ -253,6 +264,8 @@ class ComplexityScorer(_DeitaScorer):
         self.trust_remote_code = trust_remote_code
         self.local_files_only = local_files_only
         self.store_weights_in_pickle = store_weights_in_pickle
+        self.backend = backend
+        self.backend_kwargs = backend_kwargs
 
 
 class QualityScorer(_DeitaScorer):
@@ -302,6 +315,8 @@ class QualityScorer(_DeitaScorer):
         trust_remote_code: bool = False,
         local_files_only: bool = False,
         store_weights_in_pickle: bool = False,
+        backend: str = "transformers",
+        backend_kwargs: dict | None = None,
     ):
         self.model = model
         self.instruction_col = instruction_col
@@ -318,6 +333,8 @@ class QualityScorer(_DeitaScorer):
         self.trust_remote_code = trust_remote_code
         self.local_files_only = local_files_only
         self.store_weights_in_pickle = store_weights_in_pickle
+        self.backend = backend
+        self.backend_kwargs = backend_kwargs
 
     def _field_columns(self) -> dict[str, str]:
         return {"instruction": self.instruction_col, "response": self.response_col}

@@ -64,6 +64,12 @@ def _processor_factory(lm):
     from transformers import LogitsProcessorList
 
     config = copy.deepcopy(lm.model.generation_config)
+    # Settings left unset take transformers' global defaults, as generate
+    # fills them in (transformers 5: top_k=50 when the config samples).
+    defaults = getattr(config, "_get_default_generation_params", None)
+    for name, value in (defaults() if defaults else {}).items():
+        if getattr(config, name, None) is None:
+            setattr(config, name, value)
     config.max_new_tokens = 1
     if config.pad_token_id is None:
         config.pad_token_id = lm.pad_id

@@ -55,7 +55,7 @@ from ._base import (
     iter_batches,
     length_batches,
 )
-from ._perplexity import encode_rows, sequence_losses
+from ._perplexity import encode_rows
 
 # Superfiltering, code_ifd/data_analysis.py, PROMPT_DICT_NONE: (no input, with input).
 SUPERFILTERING_TEMPLATES = ("{instruction}\n", "{instruction}\n{input}\n")
@@ -203,6 +203,15 @@ class IFDScorer(BaseLMScorer):
         Never reach a hub.
     store_weights_in_pickle : bool, default=False
         Pickle the loaded model too; by default it reloads on first use.
+    backend : {"transformers", "vllm"}, default="transformers"
+        ``"vllm"`` runs the model on a vLLM engine (``pip install
+        'skdeita[vllm]'``): the same prompts, truncation and scores (equal to
+        the transformers backend to float rounding), at vLLM's speed on a GPU.
+        The engine starts on the first batch to compute, once per process.
+    backend_kwargs : dict or None, default=None
+        Settings of ``vllm.LLM`` (``gpu_memory_utilization``,
+        ``tensor_parallel_size``, ``max_model_len``, ...); checked before any
+        engine starts. Only with ``backend="vllm"``.
 
     Attributes
     ----------
@@ -263,6 +272,8 @@ class IFDScorer(BaseLMScorer):
         trust_remote_code: bool = False,
         local_files_only: bool = False,
         store_weights_in_pickle: bool = False,
+        backend: str = "transformers",
+        backend_kwargs: dict | None = None,
     ):
         self.model = model
         self.instruction_col = instruction_col
@@ -281,6 +292,8 @@ class IFDScorer(BaseLMScorer):
         self.trust_remote_code = trust_remote_code
         self.local_files_only = local_files_only
         self.store_weights_in_pickle = store_weights_in_pickle
+        self.backend = backend
+        self.backend_kwargs = backend_kwargs
 
     # -- columns and input -----------------------------------------------------
 
@@ -309,6 +322,7 @@ class IFDScorer(BaseLMScorer):
         return [self.output_col, *self._perplexity_cols()]
 
     def _check_params(self) -> None:
+        super()._check_params()
         resolve_templates(self.prompt_template, self.input_col)
         self._perplexity_cols()
 
@@ -383,7 +397,7 @@ class IFDScorer(BaseLMScorer):
             yield UnitBatch(failed, np.full((len(failed), 3), np.nan), errors)
 
         def score(batch):
-            return sequence_losses(lm, [sequences[k] for k in batch], [starts[k] for k in batch])
+            return lm.sequence_losses([sequences[k] for k in batch], [starts[k] for k in batch])
 
         lengths = np.array([len(seq) for seq in sequences], dtype=np.int64)
         plan = batch_plan(

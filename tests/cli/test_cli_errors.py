@@ -297,7 +297,7 @@ def test_a_signal_while_writing_leaves_no_output_and_no_temporary_file(big_pool,
 def test_cli_reports_a_failure_inside_the_run_in_one_line(
     error, code, cli_files, tmp_path, capsys, monkeypatch, minilm_path
 ):
-    from skdeita.cli import _select
+    from skdeita.cli import _run
     from skdeita.exceptions import ScoringError
 
     def fail(steps, frame):
@@ -307,7 +307,7 @@ def test_cli_reports_a_failure_inside_the_run_in_one_line(
             else error
         )
 
-    monkeypatch.setattr(_select, "run_pipeline", fail)
+    monkeypatch.setattr(_run, "run_pipeline", fail)
     # A model that exists: the run gets past the pre-flight check to the failure.
     argv = [minilm_path if a == NO_MODEL else a for a in _SELECT]
     got, err = _cli(_fill(argv, cli_files, tmp_path), capsys)
