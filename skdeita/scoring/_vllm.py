@@ -317,7 +317,7 @@ class VLLMCausalLM:
         params = vllm.SamplingParams(
             max_tokens=1, logprob_token_ids=token_ids, detokenize=False, **settings
         )
-        prompts = [vllm.TokensPrompt(prompt_token_ids=list(s)) for s in sequences]
+        prompts = [vllm.TokensPrompt(prompt_token_ids=[int(t) for t in s]) for s in sequences]
         outputs = self.engine.run("generate", prompts, params, use_tqdm=False)
         out = np.empty((len(sequences), len(token_ids)), dtype=np.float64)
         for k, result in enumerate(outputs):
@@ -350,7 +350,7 @@ class VLLMCausalLM:
         params = vllm.SamplingParams(
             max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False
         )
-        prompts = [vllm.TokensPrompt(prompt_token_ids=list(s)) for s in sequences]
+        prompts = [vllm.TokensPrompt(prompt_token_ids=[int(t) for t in s]) for s in sequences]
         engine = self._engine_for("raw_logprobs")
         outputs = engine.run("generate", prompts, params, use_tqdm=False)
         losses = np.empty(len(sequences), dtype=np.float64)
