@@ -290,3 +290,17 @@ def test_identical_rows_get_identical_bits_and_each_pair_is_ranked_once(ranker, 
     scores = out["scores"].tolist()
     assert scores[4] == scores[2] == scores[6] and scores[5] == scores[0]
     assert sum(pairs_seen) == 4 * 3 * 2  # each distinct ordered pair once
+
+
+def test_cache_serves_a_second_run_and_counts_the_rows(ranker, tmp_path):
+    df = make_rows(5, 3, seed=41)
+    first = PairRMRanker(ranker.model, cache=tmp_path, return_scores=True, show_progress_bar=False)
+    out1 = first.fit(df).transform(df)
+    assert first.cache_stats_["rows_from_cache"] == 0
+    assert list(tmp_path.glob("skdeita-pairrm/*/*.rec"))
+    more = pd.concat([df, make_rows(2, 4, seed=42)])
+    second = PairRMRanker(ranker.model, cache=tmp_path, return_scores=True, show_progress_bar=False)
+    out2 = second.fit(more).transform(more)
+    assert second.cache_stats_["rows_from_cache"] == 5 and second.cache_stats_["rows"] == 7
+    assert second.cache_stats_["units_computed"] == 2 * 4 * 3  # only the new rows' pairs
+    assert out2["scores"].iloc[:5].tolist() == out1["scores"].tolist()  # the stored bits

@@ -92,3 +92,35 @@ def test_copies_marks_every_unit_sharing_a_key():
     res = compute_units(unit_keys(texts), squares(texts, []), width=1, dtype=np.float64)
     np.testing.assert_array_equal(res.copies([2]), [True, False, True, False, True])
     np.testing.assert_array_equal(res.copies([]), [False] * 5)
+
+
+def test_progress_bar_counts_only_the_units_it_computes(tmp_path, capsys):
+    from skdeita.utils._disk_cache import ResultStore
+
+    texts = [f"t{i}" for i in range(10)]
+    store = ResultStore(tmp_path, "id", "test", width=1, dtype=np.float64)
+    compute_units(unit_keys(texts[:6]), squares(texts[:6], []), width=1, dtype=float, store=store)
+    seen = []
+    res = compute_units(
+        unit_keys(texts), squares(texts, seen), width=1, dtype=float, store=store, progress=True
+    )
+    assert sorted(t for batch in seen for t in batch) == texts[6:]
+    assert res.from_cache.sum() == 6 and res.n_computed == 4
+    assert "0/4" in capsys.readouterr().err  # the bar's total: the rows it computes
+
+
+def test_a_failing_step_leaves_every_finished_batch_in_the_store(tmp_path):
+    from skdeita.utils._disk_cache import ResultStore
+
+    texts = [f"row {i}" for i in range(9)]
+    store = ResultStore(tmp_path, "id", "test", width=1, dtype=np.float64)
+
+    def crashing(positions, isolated):
+        yield UnitBatch(positions[:3], np.ones((3, 1)))
+        yield UnitBatch(positions[3:6], np.ones((3, 1)))
+        raise MemoryError("out of memory on the third batch")
+
+    with pytest.raises(MemoryError):
+        compute_units(unit_keys(texts), crashing, width=1, dtype=float, store=store)
+    found, _ = store.lookup(unit_keys(texts))
+    np.testing.assert_array_equal(found, [True] * 6 + [False] * 3)
