@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..exceptions import InputChangedError
 from ._greedy import RowSource, walk_order
-from ._output import annotate, subset
+from ._output import Marks, annotate, subset
 from ._rows import ScoreReport, Spec
 from ._walk import nearest_other_rows
 
@@ -86,8 +86,9 @@ def block_task(parts: list, n_rows: int, dim: int) -> np.ndarray:
     return out
 
 
-def nearest_task(frame, spec: Spec, q: int, n_rows: int, vectors, own, settings) -> np.ndarray:
-    """Nearest distance from each of ``vectors`` to partition ``q``'s scored rows.
+def nearest_task(frame, spec: Spec, q: int, n_rows: int, vectors, own, settings, with_index):
+    """Nearest distance from each of ``vectors`` to partition ``q``'s scored rows
+    (and, ``with_index``, which local row: ``(d, rows)``).
 
     ``own = (block_rows, local_rows)``: candidates that are rows of this
     partition, which are not their own neighbours.
@@ -96,7 +97,7 @@ def nearest_task(frame, spec: Spec, q: int, n_rows: int, vectors, own, settings)
     metric, unit_norm, chunk = settings
     scored = np.flatnonzero(~spec.scores(frame).missing)
     source = RowSource(frame[spec.embedding_col].tolist(), normalize=unit_norm)
-    return nearest_other_rows(vectors, own, source, scored, metric, unit_norm, chunk)
+    return nearest_other_rows(vectors, own, source, scored, metric, unit_norm, chunk, with_index)
 
 
 def labels_task(frame, q: int, n_rows: int, rows: np.ndarray) -> pd.Index:
@@ -126,8 +127,8 @@ def subset_task(frames: list, picks: list, spec: Spec, distances, meta):
     return subset(rows, *_score_values(rows, spec), distances)
 
 
-def annotate_task(frame, spec: Spec, q: int, n_rows: int, visited, distances, kept, ranks):
+def annotate_task(frame, spec: Spec, q: int, n_rows: int, marks: Marks):
     """One output partition: every row of an input partition, annotated."""
     if n_rows >= 0:
         _check_length(frame, n_rows, q)
-    return annotate(frame, *_score_values(frame, spec), visited, distances, kept, ranks)
+    return annotate(frame, *_score_values(frame, spec), marks)

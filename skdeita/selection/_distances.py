@@ -179,15 +179,17 @@ def _raise_bad_distance(metric, d: np.ndarray) -> None:
     )
 
 
-def min_distance_to(block, others, metric, unit_norm, exclude=None) -> np.ndarray:
+def min_distance_to(block, others, metric, unit_norm, exclude=None, with_index=False):
     """Row-wise minimum distance from ``block`` to ``others``, in bounded chunks.
 
     ``exclude`` is a pair ``(rows, cols)`` of block/others pairs to ignore (a
-    row and itself).
+    row and itself). With ``with_index``, also the row of ``others`` at that
+    distance (the first one on a tie; -1 when there is none): ``(d, index)``.
     """
     out = np.full(block.shape[0], np.inf)
+    index = np.full(block.shape[0], -1, dtype=np.int64) if with_index else None
     if others.shape[0] == 0:
-        return out
+        return (out, index) if with_index else out
     screened = metric == "cosine" and unit_norm
     block32 = block.astype(np.float32) if screened else None
     step = max(1, MAX_SCRATCH_ELEMENTS // max(1, block.shape[0]))
@@ -198,24 +200,51 @@ def min_distance_to(block, others, metric, unit_norm, exclude=None) -> np.ndarra
             inside = (exclude[1] >= start) & (exclude[1] < start + len(chunk))
             skip = (exclude[0][inside], exclude[1][inside] - start)
         if screened:
-            d = _screened_cosine_min(block, block32, chunk, skip)
+            d, at = _screened_cosine_min(block, block32, chunk, skip, with_index)
         else:
             d = pairwise_distances(block, chunk, metric, unit_norm)
             if skip is not None:
                 d[skip] = np.inf
-            d = d.min(axis=1)
-        np.minimum(out, d, out=out)
-    return out
+            at = d.argmin(axis=1) if with_index else None
+            d = d[np.arange(len(d)), at] if with_index else d.min(axis=1)
+        if with_index:
+            closer = d < out  # strictly: an earlier chunk wins a tie
+            out[closer] = d[closer]
+            index[closer] = at[closer] + start
+        else:
+            np.minimum(out, d, out=out)
+    return (out, index) if with_index else out
 
 
-def _screened_cosine_min(block, block32, others, skip=None) -> np.ndarray:
+def exact_cosine(a: np.ndarray, b: np.ndarray, rows, cols) -> np.ndarray:
+    """Cosine distances of the unit-row pairs ``(a[rows[k]], b[cols[k]])``, each
+    computed alone by one fixed formula: the same value wherever the pair is
+    met (a matrix product's value depends on the other rows of the product)."""
+    out = np.empty(len(rows))
+    step = max(1, MAX_SCRATCH_ELEMENTS // max(1, a.shape[1]))
+    for s in range(0, len(rows), step):
+        r, c = rows[s : s + step], cols[s : s + step]
+        out[s : s + step] = 1.0 - np.einsum("ij,ij->i", a[r], b[c])
+    return np.clip(out, 0.0, 2.0, out=out)
+
+
+def product_error(dim: int) -> float:
+    """Bound on ``|1 - a @ b.T - exact_cosine|`` for unit rows of ``dim`` entries,
+    doubled: two float64 dot products of unit vectors differ by at most
+    ``2 * dim * 2**-53`` whatever their summation order, and ``1 - x`` adds at
+    most ``2**-52``."""
+    return 4.0 * (dim + 2) * 2.0**-53
+
+
+def _screened_cosine_min(block, block32, others, skip=None, with_index=False):
     """Exact float64 nearest cosine distance, found through a float32 product.
 
     The float32 similarities are within ``eps`` of the true ones (a dot
     product of unit vectors of dimension d has rounding error below
     ``(d + 2) * 2**-24``; we double it), so the true nearest row is among
     those within ``2 * eps`` of the float32 best. Only those pairs are
-    recomputed in float64: half the cost of a float64 product, same answer.
+    recomputed in float64 (:func:`exact_cosine`): half the cost of a float64
+    product, same answer. Returns ``(d, index or None)``.
     """
     sims = block32 @ others.astype(np.float32).T
     if skip is not None:
@@ -231,8 +260,17 @@ def _screened_cosine_min(block, block32, others, skip=None) -> np.ndarray:
         tie_rows, tie_cols = np.nonzero(near[ties])
         rows = np.concatenate([rows, ties[tie_rows]])
         cols = np.concatenate([cols, tie_cols])
-    exact = np.clip(1.0 - np.einsum("ij,ij->i", block[rows], others[cols]), 0.0, 2.0)
+    exact = exact_cosine(block, others, rows, cols)
     exact[np.isneginf(sims[rows, cols])] = np.inf  # only excluded pairs left
     out = np.full(block.shape[0], np.inf)
-    np.minimum.at(out, rows, exact)
-    return out
+    if not with_index:
+        np.minimum.at(out, rows, exact)
+        return out, None
+    first = np.lexsort((cols, exact, rows))  # by row, then distance, then column
+    lead = np.ones(len(first), dtype=bool)
+    lead[1:] = rows[first[1:]] != rows[first[:-1]]
+    pick = first[lead]
+    out[rows[pick]] = exact[pick]
+    index = np.zeros(block.shape[0], dtype=np.int64)
+    index[rows[pick]] = cols[pick]
+    return out, index

@@ -175,23 +175,30 @@ class ClusterRows:
         """Every row in input order (the input's partitions)."""
         from dask import delayed
 
-        empty = np.empty(0, dtype=np.int64)
-        meta = annotate_task(self.frame, self.spec, 0, -1, empty, empty, empty, empty)
+        none = (np.empty(0, dtype=np.int64),) * 2
         layout = self.layout
         visited = {q: (rows, at) for q, rows, at in layout.groups(selection.visited())}
         kept = {q: (rows, at) for q, rows, at in layout.groups(selection.selected)}
-        ranks = selection.ranks()
-        tasks = []
-        for q, frame in enumerate(self.x_parts):
-            v_rows, v_at = visited.get(q, (empty, empty))
-            k_rows, k_at = kept.get(q, (empty, empty))
-            tasks.append(
-                delayed(annotate_task, pure=False)(
-                    frame, self.spec, q, int(layout.lengths[q]), v_rows,
-                    selection.distances[v_at], k_rows, ranks[k_at],
-                )
-            )  # fmt: skip
+        marks = [
+            selection.marks(visited.get(q, none) + kept.get(q, none))
+            for q in range(len(layout.lengths))
+        ]
+        meta = annotate_task(self.frame, self.spec, 0, -1, _no_rows(marks[0]))
+        tasks = [
+            delayed(annotate_task, pure=False)(frame, self.spec, q, int(layout.lengths[q]), mark)
+            for q, (frame, mark) in enumerate(zip(self.x_parts, marks, strict=True))
+        ]
         return _from_delayed(tasks, meta, self.X.divisions)
+
+
+def _no_rows(marks):
+    """``marks`` for an empty frame (the output's meta), with the same columns."""
+    empty = np.empty(0, dtype=np.int64)
+    none = np.empty(0, dtype=object)
+    return type(marks)(
+        empty, empty, np.empty(0), none, None if marks.blocked_by_reference is None else none,
+        empty, empty,
+    )  # fmt: skip
 
 
 def _partitions(X, spec: Spec, persist, dataset: bool):
@@ -224,23 +231,31 @@ class _ClusterNearest:
         self.runner, self.parts, self.spec, self.layout = runner, w_parts, spec, layout
         self.settings = settings
 
-    def __call__(self, vectors: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    def __call__(self, vectors: np.ndarray, positions: np.ndarray, with_index=False):
         from dask import delayed
 
         shared = delayed(vectors, pure=True)
         own = {q: (at, rows) for q, rows, at in self.layout.groups(positions)}
         empty = (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int64))
+        parts = np.flatnonzero(self.layout.lengths).tolist()
         tasks = [
             delayed(nearest_task, pure=False)(
                 self.parts[q], self.spec, q, int(self.layout.lengths[q]), shared,
-                own.get(q, empty), self.settings,
+                own.get(q, empty), self.settings, with_index,
             )
-            for q in np.flatnonzero(self.layout.lengths).tolist()
+            for q in parts
         ]  # fmt: skip
         nearest = np.full(len(vectors), np.inf)
-        for d in self.runner.compute(tasks):
-            np.minimum(nearest, d, out=nearest)
-        return nearest
+        which = np.full(len(vectors), -1, dtype=np.int64)
+        for q, found in zip(parts, self.runner.compute(tasks), strict=True):
+            if not with_index:
+                np.minimum(nearest, found, out=nearest)
+                continue
+            d, rows = found
+            closer = d < nearest  # in partition order: the first row wins a tie
+            nearest[closer] = d[closer]
+            which[closer] = rows[closer] + self.layout.starts[q]
+        return (nearest, which) if with_index else nearest
 
 
 def _from_delayed(tasks: list, meta: pd.DataFrame, divisions):

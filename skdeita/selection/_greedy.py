@@ -323,9 +323,9 @@ def deita_select(
     unit_norm = bool(normalize_embeddings)
     chunk = scratch_rows(int(block_size))
 
-    def nearest_others(vectors, positions):
+    def nearest_others(vectors, positions, with_index=False):
         own = (np.arange(len(positions)), positions)
-        return nearest_other_rows(vectors, own, source, None, metric, unit_norm, chunk)
+        return nearest_other_rows(vectors, own, source, None, metric, unit_norm, chunk, with_index)
 
     selected, n_visited = walk(
         source, ref, order, budget, threshold, metric, unit_norm, neighbors, int(block_size),

@@ -126,9 +126,11 @@ class InMemoryRows:
         scored = np.flatnonzero(~missing) if missing.any() else None
         chunk = scratch_rows(block_size)
 
-        def nearest(vectors, positions):
+        def nearest(vectors, positions, with_index=False):
             own = (np.arange(len(positions)), positions)
-            return nearest_other_rows(vectors, own, self._source, scored, metric, unit_norm, chunk)
+            return nearest_other_rows(
+                vectors, own, self._source, scored, metric, unit_norm, chunk, with_index
+            )
 
         return nearest
 
@@ -145,12 +147,4 @@ class InMemoryRows:
             kept = selection.selected
             rows = self.frame.iloc[kept].copy()
             return subset(rows, values[kept], with_[kept], selection.kept_distances())
-        return annotate(
-            self.frame,
-            values,
-            with_,
-            selection.visited(),
-            selection.distances,
-            selection.selected,
-            selection.ranks(),
-        )
+        return annotate(self.frame, values, with_, selection.marks())

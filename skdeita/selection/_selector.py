@@ -20,6 +20,7 @@ tasks, and states no rule, warning or attribute of its own.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ from ._greedy import (
 )
 from ._output import Selection, added_columns
 from ._rows import InMemoryRows, ScoreReport, Spec
-from ._walk import Distances, walk
+from ._walk import NO_ROW, Distances, Nearest, walk
 
 
 class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
@@ -196,7 +197,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         self : DeitaSelector
             The fitted selector.
         """
-        self._record(*self._run(X))
+        self._record(*self._run(X, with_output=False))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -219,7 +220,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         """
         rows, selection = self._run(X)
         self._record(rows, selection)
-        return rows.output(selection, self.output)
+        return self._build_output(rows, selection)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         """Select from ``X`` with the fitted parameters.
@@ -242,8 +243,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             :doc:`/scale`).
         """
         check_is_fitted(self, "selected_index_")
-        rows, selection = self._run(X)
-        return rows.output(selection, self.output)
+        return self._build_output(*self._run(X))
 
     def score(self, X: pd.DataFrame, y=None) -> float:
         """Quality-weighted coverage of ``X`` by the rows selected from it.
@@ -274,7 +274,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "selected_index_")
         check_dataframe(X, type(self).__name__)  # coverage compares every row with the kept
-        rows, selection = self._run(X)
+        rows, selection = self._run(X, with_output=False)
         return quality_coverage(
             rows.cells,
             rows.scores.scores,
@@ -285,14 +285,19 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
 
     # -- the selection sequence ----------------------------------------------------
 
-    def _run(self, X):
+    def _run(self, X, with_output: bool = True):
         """Parameters, columns and scores, then the walk: ``(rows, selection)``."""
         self._check_params()
         _, rows = self._check_input(X)
-        return rows, self._select(rows)
+        return rows, self._select(rows, with_output)
 
-    def _select(self, rows) -> Selection:
-        """Walk the rows the supplier serves; one result, on pandas or Dask."""
+    def _select(self, rows, with_output: bool = True) -> Selection:
+        """Walk the rows the supplier serves; one result, on pandas or Dask.
+
+        What the output shows is recorded only when it is built: every visited
+        row's distance and nearest row for ``output="annotate"``, the kept
+        rows' distances otherwise.
+        """
         metric = resolve_metric(self.distance_metric)
         direction = needs_direction(metric, self.normalize_embeddings)
         reference = self._reference_rows(direction)
@@ -303,14 +308,16 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         ref = reference_matrix(reference, source, direction, False)
         threshold = float(self.diversity_threshold)
         # A subset shows only the kept rows' distances: 8 bytes a visited row saved.
-        kept_only = self.output == "subset"
+        annotate = with_output and self.output == "annotate"
+        kept_only = not annotate
         distances = Distances(order, threshold if kept_only else None)
+        nearest = Nearest(order) if annotate else None
         dataset = self.neighbors == "dataset"
-        nearest = rows.nearest_others(metric, unit_norm, self.block_size) if dataset else None
+        others = rows.nearest_others(metric, unit_norm, self.block_size) if dataset else None
         try:
             selected, n_visited = walk(
                 source, ref, order, budget, threshold, metric, unit_norm, self.neighbors,
-                int(self.block_size), distances, self.show_progress_bar, nearest,
+                int(self.block_size), distances, self.show_progress_bar, others, nearest,
             )  # fmt: skip
         finally:
             rows.close()
@@ -324,6 +331,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             n_visited=n_visited,
             budget=budget,
             budget_reached=len(selected) >= budget,
+            nearest=None if nearest is None else nearest.by_rank(),
         )
         if not selection.budget_reached and self.data_budget is not None:
             warn_user(
@@ -334,6 +342,33 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
                 BudgetNotReachedWarning,
             )
         return selection
+
+    def _build_output(self, rows, selection: Selection):
+        """The output: the selection's columns, with the labels of the blocking rows."""
+        if self.output == "annotate":
+            selection = self._attributed(rows, selection)
+        return rows.output(selection, self.output)
+
+    def _attributed(self, rows, selection: Selection) -> Selection:
+        """``selection`` with, for each visited row, the label of the row that blocked
+        it (None when kept); a reference row's label goes to its own column."""
+        codes = selection.nearest
+        blocked = ~selection.kept_by_rank()
+        by = np.full(len(codes), None, dtype=object)
+        inputs = blocked & (codes >= 0)
+        by[inputs] = rows.labels(codes[inputs]).to_numpy(dtype=object)
+        by_ref = None
+        if self.reference is not None:
+            ref = blocked & (codes < 0) & (codes != NO_ROW)
+            by_ref = np.full(len(codes), None, dtype=object)
+            by_ref[ref] = self._reference_labels()[-(codes[ref] + 1)]
+        return replace(selection, blocked_by=by, blocked_by_reference=by_ref)
+
+    def _reference_labels(self) -> np.ndarray:
+        """The reference rows' index labels (positions, for an array)."""
+        if isinstance(self.reference, pd.DataFrame):
+            return self.reference.index.to_numpy(dtype=object)
+        return np.arange(len(self.reference)).astype(object)
 
     def _record(self, rows, selection: Selection) -> None:
         """The fitted attributes, from the one result object."""
@@ -363,7 +398,7 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
         }
 
     def _added_columns(self) -> list[str]:
-        return added_columns(self.output)
+        return added_columns(self.output, reference=self.reference is not None)
 
     def _check_input(self, X):
         """``(frame, rows)``: the columns checked (on a Dask DataFrame, on its

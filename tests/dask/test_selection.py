@@ -194,6 +194,25 @@ def test_dataset_rule_without_the_dropped_rows_equals_pandas(client, output):
     assert_same(expected, got)
 
 
+@pytest.mark.parametrize("neighbors", ["selected", "dataset"])
+def test_attribution_across_partitions_equals_pandas(client, neighbors):
+    # Blocking rows often live in another partition; string labels, a reference.
+    pool = make_pool(n=240, seed=23)
+    pool.index = [f"row{i}" for i in range(len(pool))]
+    pool.loc[["row3", "row99"], ["evol_instruction_score", "evol_response_score"]] = None
+    curated = pool.iloc[[10, 150]][["embedding"]].set_axis(["cur-a", "cur-b"])
+    selector = DeitaSelector(
+        None if neighbors == "selected" else 40, diversity_threshold=0.05, output="annotate",
+        neighbors=neighbors, missing_scores="drop", reference=curated,
+    )  # fmt: skip
+    expected, got, _ = pandas_and_dask(selector, split(pool, [60, 0, 100, 80]))
+    assert_same(expected, got)
+    assert set(got["deita_status"]) >= {"kept", "blocked", "excluded"}
+    blocked = got[got["deita_status"] == "blocked"]
+    assert blocked["deita_blocked_by"].notna().any()
+    assert blocked["deita_blocked_by_reference"].notna().any()
+
+
 def test_one_score_column_and_per_turn_lists_equal_pandas(client):
     pool = make_pool(n=120, seed=17)
     turns = [[1.0, 2.0] if i % 3 == 0 else 1.5 for i in range(len(pool))]
@@ -215,13 +234,15 @@ def test_one_score_column_and_per_turn_lists_equal_pandas(client):
 
 @pytest.mark.parametrize("block_size", [1, 7, 4096])
 @pytest.mark.parametrize("neighbors", ["selected", "dataset"])
-def test_each_block_size_gives_the_pandas_annotation(client, block_size, neighbors):
+def test_any_block_size_gives_the_pandas_annotation(client, block_size, neighbors):
     ddf = split(make_pool(n=200, seed=19), [90, 0, 110])
     selector = DeitaSelector(
         35, diversity_threshold=0.04, output="annotate", neighbors=neighbors, block_size=block_size
     )
     expected, got, _ = pandas_and_dask(selector, ddf)
     assert_same(expected, got)
+    default = DeitaSelector(35, diversity_threshold=0.04, output="annotate", neighbors=neighbors)
+    assert_same(default.fit_transform(ddf.compute()), got)
 
 
 @pytest.mark.parametrize(
