@@ -28,7 +28,7 @@ from ..utils._warnings import warn_user
 from ._distances import SUPPORTED_METRICS, needs_direction, pairwise_distances, resolve_metric
 from ._greedy import RowSource, check_scores, check_threshold, resolve_budget, score_order
 from ._scores import compute_deita_scores
-from ._threshold_walk import walk_dataset, walk_selected
+from ._walk import nearest_other_rows, scratch_rows, walk
 
 # DEITA's default: keep a row when its cosine similarity to every kept row is
 # <= 0.9. distilabel's DeitaFiltering default: diversity_threshold=0.9, a
@@ -212,10 +212,10 @@ def threshold_table(
     """Rows kept and blocked, for each of several diversity thresholds.
 
     One call selects the pool at every threshold and reuses between them what
-    does not depend on the threshold: the visiting order, the normalised rows
-    (gathered once per block), the distances of a block to the rows kept by
-    any threshold (one product), the distances inside a block, and (under
-    ``neighbors="dataset"``) each row's nearest-row distance. Each row of the
+    does not depend on the threshold: the checked rows, the visiting order
+    and (under ``neighbors="dataset"``) each row's nearest-row distance,
+    computed once for the row whichever threshold reaches it first. Each
+    threshold is walked by the selection's own walk, so each row of the
     table equals a separate :func:`~skdeita.deita_select` with that threshold.
 
     Parameters
@@ -304,18 +304,16 @@ def threshold_table(
     grid = _thresholds(thresholds, metric, normalize_embeddings, source, order, distilabel)
     if diversity_threshold is not None:
         grid = np.union1d(grid, [check_threshold(diversity_threshold)])
-    walk = walk_selected if neighbors == "selected" else walk_dataset
-    walks = walk(source, ref_matrix, order, budget, grid, metric, normalize_embeddings, block_size)
     rows = []
-    for w in walks:
-        blocked = np.concatenate(w.blocked_distances) if w.blocked_distances else np.empty(0)
-        kept = np.asarray(w.kept, dtype=np.intp)
+    for threshold, kept, n_visited, blocked in _walks(
+        source, ref_matrix, order, budget, grid, metric, normalize_embeddings, neighbors, block_size
+    ):
         rows.append(
             {
-                "threshold": w.threshold,
+                "threshold": threshold,
                 "kept": len(kept),
                 "blocked": len(blocked),
-                "over_budget": source.n - w.n_visited,
+                "over_budget": source.n - n_visited,
                 "budget_reached": len(kept) >= budget,
                 "median_blocked_distance": float(np.median(blocked)) if len(blocked) else np.nan,
                 "mean_kept_score": float(values[kept].mean()) if len(kept) else np.nan,
@@ -333,6 +331,32 @@ def threshold_table(
         notes=tuple(notes),
         chosen=None if diversity_threshold is None else float(diversity_threshold),
     )
+
+
+def _walks(source, ref, order, budget, grid, metric, normalize, neighbors, block_size):
+    """Each threshold's walk: ``(threshold, kept, rows visited, blocked distances)``."""
+    unit_norm = bool(normalize)
+    chunk = scratch_rows(int(block_size))
+    known = np.full(source.n, np.nan)  # nearest-other-row distances, once per row
+
+    def nearest_others(vectors, positions, with_index=False):
+        todo = np.flatnonzero(np.isnan(known[positions]))
+        if len(todo):
+            own = (np.arange(len(todo)), positions[todo])
+            known[positions[todo]] = nearest_other_rows(
+                vectors[todo], own, source, None, metric, unit_norm, chunk
+            )
+        return known[positions]
+
+    for threshold in grid:
+        distances = np.full(source.n, np.nan)
+        kept, n_visited = walk(
+            source, ref, order, budget, float(threshold), metric, unit_norm, neighbors,
+            int(block_size), distances, False, nearest_others,
+        )  # fmt: skip
+        visited = order[:n_visited]
+        blocked = visited[~np.isin(visited, kept)]
+        yield float(threshold), np.asarray(kept, dtype=np.intp), n_visited, distances[blocked]
 
 
 def _frame_rows(X, embedding_col, instruction_col, response_col, missing_scores, direction):
