@@ -255,10 +255,24 @@ def test_a_killed_worker_loses_only_unwritten_batches_and_the_retry_equals_panda
         cache, est._cache_identity(), "scores", width=1, dtype=np.float64
     )
 
-    def cached() -> int:
+    def cached(part=None) -> int:
+        """Rows in the cache now: of partition ``part`` (0 or 1), or of both."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a record cut by the kill is the run's to report
-            return int(store.lookup(keys)[0].sum())
+            found = store.lookup(keys)[0]
+        half = n // 2
+        return int(found.sum() if part is None else found[part * half : (part + 1) * half].sum())
+
+    def running(client) -> dict[int, str]:
+        """Partition -> the worker running its transform task."""
+        return {
+            int(key[1]): worker
+            for worker, tasks in client.processing().items()
+            for key in tasks
+            if isinstance(key, tuple)
+            and "complexityscorer" in str(key[0])
+            and "-keys-" not in str(key[0])
+        }
 
     with (
         distributed.LocalCluster(
@@ -277,11 +291,16 @@ def test_a_killed_worker_loses_only_unwritten_batches_and_the_retry_equals_panda
         ddf = dd.from_pandas(rows, npartitions=2)
         future = client.compute(est.fit(ddf).transform(ddf))
         deadline = time.monotonic() + 300
-        while cached() < 30:  # watch the cache folder, not the clock
+        # Watch the cache folder, not the clock: kill the worker of a partition
+        # that has checkpointed some rows and is still running.
+        while True:
             assert not future.done() and time.monotonic() < deadline
+            target = [(p, w) for p, w in running(client).items() if 30 <= cached(p) < n // 2]
+            if target:
+                break
             time.sleep(0.05)
-        busy = [w for w, tasks in client.processing().items() if tasks]
-        victim = client.run(os.getpid, workers=busy[:1])[busy[0]]
+        part, worker = target[0]
+        victim = client.run(os.getpid, workers=[worker])[worker]
         os.kill(victim, signal.SIGKILL)
         at_kill = cached()
         got = future.result(timeout=900)
