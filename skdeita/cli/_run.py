@@ -15,6 +15,7 @@ from ._common import (
     frame_meta,
     read_input,
     run_pipeline,
+    text_fields,
     write_output,
 )
 from ._io import CLIError
@@ -43,7 +44,7 @@ def run_command(args, make_steps, list_columns: tuple[str, ...], *, before_run=N
         steps = make_steps(args, frame.columns, cache)
         if report_path is not None:
             steps[-1].set_params(output="annotate")  # every row's outcome, for the page
-        check_pipeline(steps, frame_meta(frame))
+        check_pipeline(steps, frame_meta(frame), args.input, text_fields(args))
         if any(isinstance(step, BaseModelTransformer) for step in steps):
             check_cache_dir(cache)
             announce(cache)

@@ -55,10 +55,10 @@ def test_curate_equals_the_scorers_then_select(pool_file, scorers, tmp_path, cap
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--instruction-col", "prompt"], "'prompt' (instruction_col)"),
-        (["--messages-col", "conversations"], "'conversations' (messages_col)"),
-        (["--text-template", "{question}"], "'question' (template field {question})"),
-        (["--metric", "nope"], "distance_metric"),
+        (["--instruction-col", "prompt"], "no column 'prompt' (--instruction-col)"),
+        (["--messages-col", "conversations"], "no column 'conversations' (--messages-col)"),
+        (["--text-template", "{question}"], "no column 'question' (--text-template field"),
+        (["--metric", "nope"], "--metric must be"),
     ],
 )
 def test_curate_checks_everything_before_loading_a_model(
