@@ -9,7 +9,6 @@ from ._common import (
     json_object,
     option_value,
     progress,
-    warn_if_embedding_col_mistyped,
     whole_number,
 )
 from ._help import CURATE_DESCRIPTION
@@ -96,7 +95,6 @@ def curate_steps(args, columns, cache=None) -> list:
     (as ``skdeita select`` does): curate equals the scorers, then select."""
     from .. import make_deita_pipeline
 
-    warn_if_embedding_col_mistyped(args, columns)
     instruction_col, response_col = args.instruction_col, args.response_col
     if args.messages_col is not None:  # the text columns are not read: any name does
         instruction_col, response_col = instruction_col or "instruction", response_col or "response"

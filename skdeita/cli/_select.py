@@ -15,7 +15,6 @@ from ._common import (
     template_arg,
     text_fields,
     threshold_arg,
-    warn_if_embedding_col_mistyped,
 )
 from ._help import SELECT_DESCRIPTION
 from ._run import run_command
@@ -122,6 +121,12 @@ def add_parser(sub) -> None:
         help="column of quality scores ('' for none)",
     )
     sel.add_argument(
+        "--missing-scores",
+        choices=["raise", "drop"],
+        default="raise",
+        help="rows without a score: an error, or left out of the selection with a warning",
+    )
+    sel.add_argument(
         "--reference",
         default=None,
         metavar="CURATED",
@@ -158,6 +163,7 @@ def selection_steps(args, columns, cache=None, *, model=None) -> list:
         embedding_col=args.embedding_col,
         instruction_score_col=args.instruction_score_col,
         response_score_col=args.response_score_col,
+        missing_scores=args.missing_scores,
         output="annotate" if args.annotate else "subset",
         show_progress_bar=progress(args),
     )
@@ -182,7 +188,6 @@ def run(args) -> int:
     reference = []
 
     def steps_of(args, columns, cache):
-        warn_if_embedding_col_mistyped(args, columns)
         return selection_steps(args, columns, cache, model=args.model)
 
     def before_run(args, steps):

@@ -104,6 +104,16 @@ def check_input_columns(steps: list, columns, source: str, fields: dict | None =
     :class:`CLIError` naming the option, the file and its columns.
     """
     own = [str(c) for c in columns]
+    # No scores and no step to compute them: that comes first (nothing else helps).
+    added = {c for step in steps[:-1] for c in step._added_columns()}
+    reads = steps[-1]._input_columns() if steps else {}
+    no_scores = {
+        p: c
+        for p, c in reads.items()
+        if p.endswith("score_col") and c is not None and c not in columns and c not in added
+    }
+    if no_scores:
+        raise CLIError(_missing(steps[-1], no_scores, own, source, fields or {}))
     available = set(columns)
     for step in steps:
         missing = {
