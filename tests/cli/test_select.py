@@ -11,8 +11,6 @@ import pytest
 
 from skdeita.cli import main
 
-pytest.importorskip("sentence_transformers")
-
 
 @pytest.fixture
 def pool(tmp_path):
