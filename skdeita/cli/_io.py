@@ -79,6 +79,7 @@ def read_table(path: str | os.PathLike, list_columns: tuple[str, ...] = ()) -> p
     fmt = table_format(path)
     if not Path(path).is_file():
         raise CLIError(f"{path}: no such file")
+    check_content(path, fmt)
     try:
         if fmt == "jsonl":
             frame = _read_jsonl(path)
@@ -94,6 +95,30 @@ def read_table(path: str | os.PathLike, list_columns: tuple[str, ...] = ()) -> p
         if col in frame.columns and frame[col].map(lambda v: isinstance(v, str)).all():
             frame[col] = [_json_cell(v, path, col, i) for i, v in enumerate(frame[col])]
     return frame
+
+
+PARQUET_MAGIC = b"PAR1"
+_NAMES = {"jsonl": "JSONL", "csv": "CSV", "parquet": "Parquet"}
+
+
+def check_content(path, fmt: str) -> None:
+    """A file is read by its extension; one whose first bytes say another
+    format (a Parquet file named ``.jsonl``, a JSONL file named ``.parquet``)
+    is an error naming both, not a puzzling parse error."""
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+    if head.startswith(PARQUET_MAGIC) and fmt != "parquet":
+        raise CLIError(
+            f"{path} is a Parquet file (it begins with Parquet's magic bytes PAR1), not "
+            f"{_NAMES[fmt]} as its name says; rename it to {Path(path).stem}.parquet"
+        )
+    if fmt == "parquet" and head and not head.startswith(PARQUET_MAGIC):
+        text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        seems = "; it looks like JSONL" if text.startswith(b"{") else ""
+        raise CLIError(
+            f"{path} is not a Parquet file (it does not begin with PAR1){seems}; name a "
+            "JSONL file .jsonl and a CSV file .csv"
+        )
 
 
 def _json_cell(text: str, path, col: str, position: int):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ._common import budget_arg, column_arg, threshold_arg
+from ._help import REPORT_DESCRIPTION
 from ._io import CLIError, read_table
 
 
@@ -31,7 +32,9 @@ def _at_least(minimum: int):
 
 def add_parser(sub) -> None:
     rep = sub.add_parser(
-        "report", help="write one HTML page showing a selection (annotated output or pool)"
+        "report",
+        help="write one HTML page showing a selection (annotated output or pool)",
+        description=REPORT_DESCRIPTION,
     )
     rep.add_argument(
         "input",
@@ -44,27 +47,58 @@ def add_parser(sub) -> None:
         default=None,
         help="the run's manifest (default: <input>.manifest.json when it exists)",
     )
-    rep.add_argument("--budget", type=budget_arg, default=None, help="default: the manifest's")
+    rep.add_argument(
+        "--budget",
+        type=budget_arg,
+        default=None,
+        help="rows to keep, when selecting here (default: the manifest's)",
+    )
     rep.add_argument(
         "--threshold", type=threshold_arg, default=None, help="default: the manifest's, or 0.1"
     )
-    rep.add_argument("--neighbors", choices=["selected", "dataset"], default=None)
-    rep.add_argument("--metric", default=None, help="distance metric (default: cosine)")
-    rep.add_argument("--embedding-col", type=column_arg, default="embedding")
-    rep.add_argument("--instruction-score-col", type=column_arg, default="evol_instruction_score")
-    rep.add_argument("--response-score-col", type=column_arg, default="evol_response_score")
+    rep.add_argument(
+        "--neighbors",
+        choices=["selected", "dataset"],
+        default=None,
+        help="default: the manifest's, or selected",
+    )
+    rep.add_argument(
+        "--metric", default=None, help="distance metric (default: the manifest's, or cosine)"
+    )
+    rep.add_argument(
+        "--embedding-col", type=column_arg, default="embedding", help="column of embeddings"
+    )
+    rep.add_argument(
+        "--instruction-score-col",
+        type=column_arg,
+        default="evol_instruction_score",
+        help="column of complexity scores",
+    )
+    rep.add_argument(
+        "--response-score-col",
+        type=column_arg,
+        default="evol_response_score",
+        help="column of quality scores",
+    )
     rep.add_argument(
         "--text-cols",
         default=None,
         metavar="COL1,COL2",
         help="columns shown as a row's text (default: instruction, response, ... present)",
     )
-    rep.add_argument("--max-map-points", type=_at_least(10), default=4000)
-    rep.add_argument("--pairs", type=_at_least(0), default=20, help="closest blocked pairs (20)")
+    rep.add_argument(
+        "--max-map-points",
+        type=_at_least(10),
+        default=4000,
+        help="most points drawn on the embedding map",
+    )
+    rep.add_argument("--pairs", type=_at_least(0), default=20, help="closest blocked pairs shown")
     rep.add_argument(
         "--no-curve", action="store_true", help="skip the threshold curve (it reruns the walk)"
     )
-    rep.add_argument("--title", default=None)
+    rep.add_argument(
+        "--title", default=None, help="the page's title (default: skdeita curation report)"
+    )
     rep.set_defaults(run=run)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from ..base import BaseModelTransformer
+from ..embedding import EmbeddingTransformer
 from ._cache import announce, cache_dir, check_cache_dir, report_use
 from ._common import (
     check_paths,
@@ -15,6 +16,8 @@ from ._common import (
     frame_meta,
     read_input,
     run_pipeline,
+    text_fields,
+    warn_if_embedding_col_mistyped,
     write_output,
 )
 from ._io import CLIError
@@ -43,7 +46,9 @@ def run_command(args, make_steps, list_columns: tuple[str, ...], *, before_run=N
         steps = make_steps(args, frame.columns, cache)
         if report_path is not None:
             steps[-1].set_params(output="annotate")  # every row's outcome, for the page
-        check_pipeline(steps, frame_meta(frame))
+        check_pipeline(steps, frame_meta(frame), args.input, text_fields(args))
+        if any(isinstance(step, EmbeddingTransformer) for step in steps):
+            warn_if_embedding_col_mistyped(args, frame.columns)
         if any(isinstance(step, BaseModelTransformer) for step in steps):
             check_cache_dir(cache)
             announce(cache)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-import warnings
 from pathlib import Path
 
 from ._common import budget_arg, column_arg, threshold_arg
+from ._help import THRESHOLD_DESCRIPTION
 from ._io import CLIError, read_table
 
 
@@ -31,9 +30,15 @@ def add_parser(sub) -> None:
         "threshold",
         help="rows kept and blocked at each diversity threshold (one walk), and which "
         "threshold matches DEITA's and distilabel's defaults",
+        description=THRESHOLD_DESCRIPTION,
     )
     thr.add_argument("input", help="JSONL, CSV or Parquet file with embeddings and scores")
-    thr.add_argument("--budget", type=budget_arg, required=True, help="rows, or a fraction")
+    thr.add_argument(
+        "--budget",
+        type=budget_arg,
+        required=True,
+        help="rows to keep: a number of rows, or a fraction of the input such as 0.1",
+    )
     thr.add_argument(
         "--thresholds",
         type=thresholds_arg,
@@ -42,15 +47,46 @@ def add_parser(sub) -> None:
         help="distances to try (default: a grid in the metric)",
     )
     thr.add_argument(
-        "--threshold", type=threshold_arg, default=None, help="the one you mean to use (marked)"
+        "--threshold",
+        type=threshold_arg,
+        default=None,
+        help="the one you mean to use, marked in the table (default: none marked)",
     )
-    thr.add_argument("--neighbors", choices=["selected", "dataset"], default="selected")
-    thr.add_argument("--metric", default="cosine", help="distance metric (cosine)")
-    thr.add_argument("--embedding-col", type=column_arg, default="embedding")
-    thr.add_argument("--instruction-score-col", type=column_arg, default="evol_instruction_score")
-    thr.add_argument("--response-score-col", type=column_arg, default="evol_response_score")
-    thr.add_argument("--missing-scores", choices=["raise", "drop"], default="raise")
-    thr.add_argument("-o", "--output", default=None, help="also write the table (.csv or .jsonl)")
+    thr.add_argument(
+        "--neighbors",
+        choices=["selected", "dataset"],
+        default="selected",
+        help="distance to the rows kept before (DEITA's rule), or to the nearest other "
+        "row of the whole input (distilabel's)",
+    )
+    thr.add_argument("--metric", default="cosine", help="distance metric")
+    thr.add_argument(
+        "--embedding-col", type=column_arg, default="embedding", help="column of embeddings"
+    )
+    thr.add_argument(
+        "--instruction-score-col",
+        type=column_arg,
+        default="evol_instruction_score",
+        help="column of complexity scores ('' for none)",
+    )
+    thr.add_argument(
+        "--response-score-col",
+        type=column_arg,
+        default="evol_response_score",
+        help="column of quality scores ('' for none)",
+    )
+    thr.add_argument(
+        "--missing-scores",
+        choices=["raise", "drop"],
+        default="raise",
+        help="rows without a score: an error, or left out with a warning",
+    )
+    thr.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="also write the table, .csv or .jsonl (default: print it only)",
+    )
     thr.set_defaults(run=run)
 
 
@@ -72,11 +108,7 @@ def run(args) -> int:
             f"columns: {[str(c) for c in frame.columns]}. Embed it first, for example with "
             "`skdeita select --annotate`."
         )
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = _table(args, frame)
-    for w in caught:
-        print(f"skdeita: warning: {w.message}", file=sys.stderr)
+    result = _table(args, frame)  # warnings print as one line each (main's printer)
     print(result.to_text())
     if args.output is not None:
         write_table(result.table, args.output)

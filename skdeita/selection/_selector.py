@@ -334,13 +334,18 @@ class DeitaSelector(FrameTransformerMixin, TransformerMixin, BaseEstimator):
             nearest=None if nearest is None else nearest.by_rank(),
         )
         if not selection.budget_reached and self.data_budget is not None:
-            warn_user(
-                f"DeitaSelector kept {len(selected)} of {rows.n} rows, fewer than "
-                f"the budget of {budget}: only these passed "
-                f"diversity_threshold={self.diversity_threshold}. Lower the threshold "
-                "or the budget to get more.",
-                BudgetNotReachedWarning,
-            )
+            kept = f"DeitaSelector kept {len(selected)} of {rows.n} rows, fewer than the budget"
+            if budget <= rows.n:
+                why = (
+                    f" of {budget}: only these passed diversity_threshold="
+                    f"{self.diversity_threshold}. Lower the threshold or the budget to get more."
+                )
+            else:  # no threshold would fill it: say so, not "lower the threshold"
+                why = f": the pool has {rows.n} rows, fewer than data_budget={self.data_budget}"
+                if len(selected) < rows.n:
+                    why += f", and only these passed diversity_threshold={self.diversity_threshold}"
+                why += "."
+            warn_user(kept + why, BudgetNotReachedWarning)
         return selection
 
     def _build_output(self, rows, selection: Selection):

@@ -132,11 +132,11 @@ def test_annotate_keeps_every_row(tmp_path):
                 "--text-template",
                 "{{prompt}}",
             ],
-            "'prompt' (template field {prompt})",
+            "no column 'emb' (--embedding-col), and no column 'prompt' (--text-template field",
         ),
         (
             ["select", "{src}", "-o", "{tmp}/o.jsonl", "--budget", "5", "--metric", "nope"],
-            "distance_metric",
+            "--metric must be",
         ),
         (["select", "{src}", "-o", "{tmp}/nodir/o.jsonl", "--budget", "5"], "does not exist"),
     ],
@@ -197,7 +197,8 @@ def test_interrupted_select_leaves_no_output_and_input_intact(tmp_path):
     proc.wait(timeout=60)
     assert proc.returncode != 0
     assert not dst.exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["pool.jsonl"]  # no temporary left
+    # No temporary file left; the cache folder is kept on purpose (the same command resumes).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curated.jsonl.cache", "pool.jsonl"]
     assert digest(src) == before
 
 

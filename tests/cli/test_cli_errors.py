@@ -5,11 +5,14 @@ half-written."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from skdeita.cli._terms import OPTION_OF
 
 from ..conftest import NO_MODEL
 
@@ -21,6 +24,13 @@ LOAD_ERRORS = (
     "no such model directory",
     "no such ranker directory",
     "Traceback",
+)
+
+
+# What an error on the command line never says: an estimator's parameter name
+# (the option that sets it instead), or X for the input.
+PARAMETER_NAMES = re.compile(
+    r"(?<![\w'-])(" + "|".join(p for p in OPTION_OF if "_" in p) + r")(?![\w'])|\bin X\b"
 )
 
 
@@ -124,8 +134,8 @@ _CLI_CASES = {
     "select --budget ten": (_argv(_SELECT, ["--budget", "ten"]), "--budget"),
     "select --threshold -0.1": (_argv(_SELECT, ["--threshold", "-0.1"]), "--threshold"),
     "select --threshold nan": (_argv(_SELECT, ["--threshold", "nan"]), "--threshold"),
-    "select --metric nope": (_argv(_SELECT, ["--metric", "nope"]), "distance_metric"),
-    "select --metric mahalanobis": (_argv(_SELECT, ["--metric", "mahalanobis"]), "distance_metric"),
+    "select --metric nope": (_argv(_SELECT, ["--metric", "nope"]), "--metric must be"),
+    "select --metric mahalanobis": (_argv(_SELECT, ["--metric", "mahalanobis"]), "--metric"),
     "select empty score columns": (
         _argv(_SELECT, ["--instruction-score-col", "", "--response-score-col", ""]),
         "--instruction-score-col",
@@ -146,11 +156,11 @@ _CLI_CASES = {
     ),
     "select template naming no column": (
         _argv(_SELECT, ["--text-template", "{nope}"]),
-        "'nope' (template field {nope})",
+        "'nope' (--text-template field {nope})",
     ),
     "select missing score column": (
         _argv(_SELECT, ["--instruction-score-col", "complexity"]),
-        "'complexity' (instruction_score_col)",
+        "no column 'complexity' (--instruction-score-col)",
     ),
     "select missing messages column": (_argv(_SELECT, ["--messages-col", "conv"]), "'conv'"),
     "select NaN score": (_argv(_SELECT, texts="{nan_score}"), "no score"),
@@ -177,11 +187,11 @@ _CLI_CASES = {
     "select output unknown extension": (_argv(_SELECT, out="{tmp}/o.txt"), "unknown file type"),
     "curate --budget inf": (_argv(_CURATE, ["--budget", "inf"]), "--budget"),
     "curate --threshold -1": (_argv(_CURATE, ["--threshold", "-1"]), "--threshold"),
-    "curate --metric nope": (_argv(_CURATE, ["--metric", "nope"]), "distance_metric"),
+    "curate --metric nope": (_argv(_CURATE, ["--metric", "nope"]), "--metric must be"),
     "curate --batch-size 0": (_argv(_CURATE, ["--batch-size", "0"]), "--batch-size"),
     "curate --instruction-col nope": (
         _argv(_CURATE, ["--instruction-col", "prompt"]),
-        "'prompt' (instruction_col)",
+        "no column 'prompt' (--instruction-col)",
     ),
     "curate --response-col ''": (_argv(_CURATE, ["--response-col", ""]), "--response-col"),
     "curate --text-template unclosed": (
@@ -196,7 +206,10 @@ _CLI_CASES = {
     "curate output is a folder": (_argv(_CURATE, out="{tmp}/full"), "existing folder"),
     "curate output is the input": (_argv(_CURATE, out="{raw}"), "is the input file"),
     "rank missing input column": (_argv(_RANK, ["--input-col", "prompt"]), "'prompt'"),
-    "rank empty candidates column": (_argv(_RANK, ["--candidates-col", ""]), "candidates_col"),
+    "rank empty candidates column": (
+        _argv(_RANK, ["--candidates-col", ""]),
+        "--candidates-col must name a column",
+    ),
     "rank empty candidate list": (_argv(_RANK, rank="{rank_empty}"), "empty candidate list"),
     "rank --device nonsense": (_argv(_RANK, ["--device", "gpu0"]), "--device='gpu0'"),
     "rank malformed JSONL": (_argv(_RANK, rank="{bad_json}"), "line 3"),
@@ -226,6 +239,7 @@ def test_cli_rejects_bad_input_in_one_line_with_exit_2_before_any_model(
     assert code == 2, err
     assert err.startswith("skdeita") and "\n" not in err, err
     assert fragment in err, err
+    assert not PARAMETER_NAMES.search(err), err  # options, not the estimators' parameters
     assert not any(marker in err for marker in LOAD_ERRORS), err  # nothing was loaded
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing was written
 

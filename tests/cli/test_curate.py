@@ -55,10 +55,10 @@ def test_curate_equals_the_scorers_then_select(pool_file, scorers, tmp_path, cap
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--instruction-col", "prompt"], "'prompt' (instruction_col)"),
-        (["--messages-col", "conversations"], "'conversations' (messages_col)"),
-        (["--text-template", "{question}"], "'question' (template field {question})"),
-        (["--metric", "nope"], "distance_metric"),
+        (["--instruction-col", "prompt"], "no column 'prompt' (--instruction-col)"),
+        (["--messages-col", "conversations"], "no column 'conversations' (--messages-col)"),
+        (["--text-template", "{question}"], "no column 'question' (--text-template field"),
+        (["--metric", "nope"], "--metric must be"),
     ],
 )
 def test_curate_checks_everything_before_loading_a_model(
@@ -89,3 +89,16 @@ def test_curate_reads_conversations_from_csv(scorers, tmp_path, capsys):
     got = pd.read_json(out, lines=True)
     assert all(len(v) == 1 for v in got["evol_instruction_score"])
     assert got["deita_score"].notna().all()
+
+
+def test_response_col_flows_into_the_default_embedding_text(pool_file, scorers, tmp_path):
+    """``--response-col output`` alone (no --text-template) curates a pool whose
+    response column is named ``output`` exactly as the default names curate it."""
+    assert curate(pool_file, tmp_path / "default.jsonl", scorers) == 0
+    renamed = tmp_path / "renamed.jsonl"
+    pool = pd.read_json(pool_file, lines=True)
+    pool.rename(columns={"response": "output"}).to_json(renamed, orient="records", lines=True)
+    assert curate(renamed, tmp_path / "output.jsonl", scorers, "--response-col", "output") == 0
+    got = pd.read_json(tmp_path / "output.jsonl", lines=True)
+    expected = pd.read_json(tmp_path / "default.jsonl", lines=True)
+    pd.testing.assert_frame_equal(got.rename(columns={"output": "response"}), expected)

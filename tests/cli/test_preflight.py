@@ -92,7 +92,7 @@ def _spoiled_copy(source: str, tmp_path: Path, remove: tuple[str, ...]) -> Path:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ("typo", "QualityScorer model='{bad}': no such model directory"),
+        ("typo", "--quality-model '{bad}': no such model directory"),
         ("no tokenizer", "QualityScorer model directory {bad} is missing a tokenizer"),
         ("hub name not downloaded", "`hf download skdeita-test/qualty --local-dir DIR`"),
     ],
@@ -177,5 +177,5 @@ def test_rank_with_a_missing_backbone_fails_before_loading(tiny_ranker_dir, tmp_
         "--backbone", tmp_path / "no-backbone",
     )  # fmt: skip
     assert done.returncode == 2
-    assert "PairRMRanker backbone=" in done.stderr and "no such model directory" in done.stderr
+    assert "--backbone '" in done.stderr and "no such model directory" in done.stderr
     assert "loading" not in done.stderr

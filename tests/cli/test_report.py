@@ -95,7 +95,7 @@ def test_a_pool_is_selected_with_the_options_given(files, capsys):
         (["-o", "{tmp}/r.html", "--manifest", "{tmp}/none.json"], "no such file"),
         (["-o", "{tmp}/r.html", "--text-cols", "nope"], "text_cols names ['nope']"),
         (["-o", "{tmp}/r.html", "--max-map-points", "3"], "whole number >= 10"),
-        (["-o", "{tmp}/r.html", "--metric", "nope"], "distance_metric"),
+        (["-o", "{tmp}/r.html", "--metric", "nope"], "--metric must be"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_code_2(files, capsys, argv, message):
