@@ -179,12 +179,16 @@ def _raise_bad_distance(metric, d: np.ndarray) -> None:
     )
 
 
-def min_distance_to(block, others, metric, unit_norm, exclude=None, with_index=False):
+def min_distance_to(
+    block, others, metric, unit_norm, exclude=None, with_index=False, others32=None
+):
     """Row-wise minimum distance from ``block`` to ``others``, in bounded chunks.
 
     ``exclude`` is a pair ``(rows, cols)`` of block/others pairs to ignore (a
     row and itself). With ``with_index``, also the row of ``others`` at that
     distance (the first one on a tie; -1 when there is none): ``(d, index)``.
+    ``others32``: ``others`` as float32, when the caller keeps it (cosine on
+    unit rows screens with it).
     """
     out = np.full(block.shape[0], np.inf)
     index = np.full(block.shape[0], -1, dtype=np.int64) if with_index else None
@@ -200,7 +204,8 @@ def min_distance_to(block, others, metric, unit_norm, exclude=None, with_index=F
             inside = (exclude[1] >= start) & (exclude[1] < start + len(chunk))
             skip = (exclude[0][inside], exclude[1][inside] - start)
         if screened:
-            d, at = _screened_cosine_min(block, block32, chunk, skip, with_index)
+            chunk32 = None if others32 is None else others32[start : start + step]
+            d, at = _screened_cosine_min(block, block32, chunk, skip, with_index, chunk32)
         else:
             d = pairwise_distances(block, chunk, metric, unit_norm)
             if skip is not None:
@@ -236,7 +241,7 @@ def product_error(dim: int) -> float:
     return 4.0 * (dim + 2) * 2.0**-53
 
 
-def _screened_cosine_min(block, block32, others, skip=None, with_index=False):
+def _screened_cosine_min(block, block32, others, skip=None, with_index=False, others32=None):
     """Exact float64 nearest cosine distance, found through a float32 product.
 
     The float32 similarities are within ``eps`` of the true ones (a dot
@@ -246,18 +251,20 @@ def _screened_cosine_min(block, block32, others, skip=None, with_index=False):
     recomputed in float64 (:func:`exact_cosine`): half the cost of a float64
     product, same answer. Returns ``(d, index or None)``.
     """
-    sims = block32 @ others.astype(np.float32).T
+    sims = block32 @ (others.astype(np.float32) if others32 is None else others32).T
     if skip is not None:
         sims[skip] = -np.inf
     eps = 2.0 * (block.shape[1] + 2) * 2.0**-24
     rows = np.arange(block.shape[0])
     cols = sims.argmax(axis=1)
     best = sims[rows, cols]
-    near = sims >= (best - 2 * eps)[:, None]
-    # Usually only the float32 best is near; look at the others row by row.
-    ties = np.flatnonzero(near.sum(axis=1) > 1)
+    # Usually only the float32 best is near: find the rows where the second best
+    # is too, and look at their columns.
+    sims[rows, cols] = -np.inf
+    ties = np.flatnonzero(sims.max(axis=1) >= best - 2 * eps)
+    sims[rows, cols] = best
     if len(ties):
-        tie_rows, tie_cols = np.nonzero(near[ties])
+        tie_rows, tie_cols = np.nonzero(sims[ties] >= (best[ties] - 2 * eps)[:, None])
         rows = np.concatenate([rows, ties[tie_rows]])
         cols = np.concatenate([cols, tie_cols])
     exact = exact_cosine(block, others, rows, cols)

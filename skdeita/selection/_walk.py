@@ -88,7 +88,7 @@ def _grow(pool: np.ndarray, needed: int) -> np.ndarray:
     """Return ``pool`` with room for at least ``needed`` rows (doubling)."""
     if needed <= pool.shape[0]:
         return pool
-    bigger = np.empty((max(needed, 2 * pool.shape[0], 16), pool.shape[1]))
+    bigger = np.empty((max(needed, 2 * pool.shape[0], 16), pool.shape[1]), dtype=pool.dtype)
     bigger[: pool.shape[0]] = pool
     return bigger
 
@@ -112,6 +112,8 @@ def _walk_selected(
     pool = _grow(ref, n_ref)  # reference rows first, then the kept rows
     kept_at = np.empty(0, dtype=np.int64)  # positions of the pool's kept rows (with ``nearest``)
     eps = product_error(source.dim) if metric == "cosine" and unit_norm else 0.0
+    # The pool in float32 for the screened cosine search, kept as it grows.
+    pool32 = pool.astype(np.float32) if eps else None
     n_kept = 0
     selected: list[int] = []
     pos = 0
@@ -120,10 +122,11 @@ def _walk_selected(
         positions = order[pos : pos + size]
         vectors = source.take(positions)
         pooled = pool[: n_ref + n_kept]
-        if nearest is None:
-            d_pool, at_pool = min_distance_to(vectors, pooled, metric, unit_norm), None
-        else:
-            d_pool, at_pool = min_distance_to(vectors, pooled, metric, unit_norm, with_index=True)
+        pooled32 = None if pool32 is None else pool32[: n_ref + n_kept]
+        found = min_distance_to(
+            vectors, pooled, metric, unit_norm, None, nearest is not None, pooled32
+        )
+        d_pool, at_pool = found if nearest is not None else (found, None)
         # Only rows that pass the pool check can be kept; resolve them in
         # order against each other (the in-block part of the sequential rule).
         passing = np.flatnonzero(d_pool >= thr)
@@ -154,6 +157,9 @@ def _walk_selected(
             kept_at = np.concatenate([kept_at, positions[kept_rows]])
         pool = _grow(pool, n_ref + n_kept + len(kept_rows))
         pool[n_ref + n_kept : n_ref + n_kept + len(kept_rows)] = vectors[kept_rows]
+        if pool32 is not None:
+            pool32 = _grow(pool32, n_ref + n_kept + len(kept_rows))
+            pool32[n_ref + n_kept : n_ref + n_kept + len(kept_rows)] = vectors[kept_rows]
         n_kept += len(kept_rows)
         selected.extend(positions[kept_rows].tolist())
         pos += stop
