@@ -335,15 +335,10 @@ class EmbeddingTransformer(BaseModelTransformer):
         )
 
     def _check_params(self) -> None:
-        if self.backend_kwargs is not None and self.backend != "vllm":
-            raise ValueError(
-                f"backend_kwargs={self.backend_kwargs!r} is for backend='vllm' (settings of "
-                f"vllm.LLM); backend={self.backend!r} takes none."
-            )
-        if self.backend == "vllm":
-            from ..utils._vllm import check_backend_kwargs
+        # vllm is imported only when backend="vllm" (it checks the keys).
+        from ..utils._vllm import check_backend_params
 
-            check_backend_kwargs(self.backend_kwargs)
+        check_backend_params(self.backend, self.backend_kwargs)
         if self.messages_col is not None and self.template is not None:
             raise ValueError("Pass either messages_col or template, not both.")
         if self.template is not None and not template_fields(self.template):

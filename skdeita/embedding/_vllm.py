@@ -22,10 +22,16 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..utils._loading import LOAD_ERRORS, check_local_model_dir, model_max_length, not_found
+from ..utils._loading import model_max_length
 from ..utils._optional import require
 from ..utils._progress import progress_bar
-from ..utils._vllm import check_backend_kwargs, check_device, engine_kwargs, start_engine
+from ..utils._vllm import (
+    check_backend_kwargs,
+    check_device,
+    engine_kwargs,
+    load_tokenizer_and_config,
+    start_engine,
+)
 
 _POOLING = {"last": "LAST", "mean": "MEAN", "cls": "CLS"}
 # torch.nn.functional.normalize's floor on the norm (TransformersEncoder uses it).
@@ -56,7 +62,6 @@ class VLLMEncoder:
         backend_kwargs: dict | None = None,
         hint: str = "",
     ):
-        tf = require("transformers", "backend='vllm'")
         if pooling not in _POOLING:
             raise ValueError(f"pooling must be one of {sorted(_POOLING)}, got {pooling!r}.")
         if model_kwargs:
@@ -65,18 +70,11 @@ class VLLMEncoder:
                 "engine settings in backend_kwargs."
             )
         name = str(model)
-        check_local_model_dir(name, "transformers")
         self.backend_kwargs = check_backend_kwargs(backend_kwargs)
         device = check_device(device)
-        try:
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(
-                name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-            )
-            self.config = tf.AutoConfig.from_pretrained(
-                name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-            )
-        except LOAD_ERRORS as exc:
-            raise not_found(name, exc, hint) from exc
+        self.tokenizer, self.config = load_tokenizer_and_config(
+            name, trust_remote_code=trust_remote_code, local_files_only=local_files_only, hint=hint
+        )
         self.name = name
         self.source = name  # a folder or a hub name, for its content digest
         self.device = device

@@ -193,15 +193,10 @@ class BaseLMScorer(BaseModelTransformer):
         )
 
     def _check_params(self) -> None:
-        if self.backend_kwargs is not None and self.backend != "vllm":
-            raise ValueError(
-                f"backend_kwargs={self.backend_kwargs!r} is for backend='vllm' (settings of "
-                f"vllm.LLM); backend={self.backend!r} takes none."
-            )
-        if self.backend == "vllm":
-            from ..utils._vllm import check_backend_kwargs
+        # vllm is imported only when backend="vllm" (it checks the keys).
+        from ..utils._vllm import check_backend_params
 
-            check_backend_kwargs(self.backend_kwargs)
+        check_backend_params(self.backend, self.backend_kwargs)
 
     def _check_model(self) -> None:
         super()._check_model()

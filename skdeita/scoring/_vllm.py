@@ -30,13 +30,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..utils._loading import LOAD_ERRORS, check_local_model_dir, model_max_length, not_found
+from ..utils._loading import LOAD_ERRORS, model_max_length, not_found
 from ..utils._optional import require
 from ..utils._vllm import (
     GENERATED_TOKENS,
     check_backend_kwargs,
     check_device,
     engine_kwargs,
+    load_tokenizer_and_config,
     start_engine,
 )
 
@@ -210,18 +211,13 @@ class VLLMCausalLM:
         backend_kwargs: dict | None = None,
         hint: str = "",
     ):
-        tf = require("transformers", "backend='vllm'")
         name = str(model)
-        check_local_model_dir(name, "transformers")
         self.backend_kwargs = check_backend_kwargs(backend_kwargs)
         device = check_device(device)
+        self.tokenizer, self.config = load_tokenizer_and_config(
+            name, trust_remote_code=trust_remote_code, local_files_only=local_files_only, hint=hint
+        )
         try:
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(
-                name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-            )
-            self.config = tf.AutoConfig.from_pretrained(
-                name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
-            )
             generation = load_generation_config(
                 name, trust_remote_code=trust_remote_code, local_files_only=local_files_only
             )

@@ -144,6 +144,37 @@ def check_backend_kwargs(backend_kwargs, name: str = "backend_kwargs") -> dict:
     return dict(backend_kwargs)
 
 
+def check_backend_params(backend: str, backend_kwargs) -> None:
+    """An estimator's ``backend``/``backend_kwargs`` pair, before any engine
+    starts: ``backend_kwargs`` only with ``backend="vllm"``, then its keys."""
+    if backend_kwargs is not None and backend != "vllm":
+        raise ValueError(
+            f"backend_kwargs={backend_kwargs!r} is for backend='vllm' (settings of "
+            f"vllm.LLM); backend={backend!r} takes none."
+        )
+    if backend == "vllm":
+        check_backend_kwargs(backend_kwargs)
+
+
+def load_tokenizer_and_config(
+    name: str, *, trust_remote_code: bool, local_files_only: bool, hint=""
+):
+    """The model's own tokenizer and config, loaded with transformers as the
+    transformers backends load them (tokens and truncation stay theirs)."""
+    from ._loading import LOAD_ERRORS, check_local_model_dir, not_found
+
+    tf = require("transformers", "backend='vllm'")
+    check_local_model_dir(name, "transformers")
+    kwargs = dict(trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+    try:
+        return (
+            tf.AutoTokenizer.from_pretrained(name, **kwargs),
+            tf.AutoConfig.from_pretrained(name, **kwargs),
+        )
+    except LOAD_ERRORS as exc:
+        raise not_found(name, exc, hint) from exc
+
+
 def kv_cache_bytes(config, dtype: str, max_model_len: int) -> int | None:
     """The CPU default KV cache: room for a few dozen full-length sequences.
 
