@@ -267,6 +267,7 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
         self : object
             The fitted estimator.
         """
+        self._check_params()
         if is_dask_collection(X):
             return fit_model_transformer(self, X)
         frame, _ = self._check_input(X)
@@ -289,6 +290,7 @@ class BaseModelTransformer(FrameTransformerMixin, TransformerMixin, BaseEstimato
             The input columns, index preserved, plus the added columns.
         """
         check_is_fitted(self, "n_features_in_")
+        self._check_params()
         if is_dask_collection(X):
             return transform_model_transformer(self, X)
         frame, prepared = self._check_input(X)

@@ -348,7 +348,6 @@ class EmbeddingTransformer(BaseModelTransformer):
             )
 
     def _check_input(self, X):
-        self._check_params()
         frame, column = self._as_frame(X)
         return frame, self._texts(frame, column)
 

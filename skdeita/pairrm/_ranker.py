@@ -203,7 +203,6 @@ class PairRMRanker(BaseModelTransformer):
         self.ranker_config_ = _config_settings(model.config)
 
     def _check_input(self, X):
-        self._check_params()
         X = check_dataframe(X, type(self).__name__)
         rows = self._rows(X)
         prefix = self.instructions or ""

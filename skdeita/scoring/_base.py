@@ -221,7 +221,6 @@ class BaseLMScorer(BaseModelTransformer):
         return [self.output_col]
 
     def _check_input(self, X) -> tuple[pd.DataFrame, Prompts]:
-        self._check_params()
         X = check_dataframe(X, type(self).__name__)
         check_columns(X, self._input_columns())
         if self.messages_col is not None:

@@ -327,7 +327,6 @@ class IFDScorer(BaseLMScorer):
         self._perplexity_cols()
 
     def _check_input(self, X) -> tuple[pd.DataFrame, Prompts]:
-        self._check_params()
         X = check_dataframe(X, type(self).__name__)
         plain, with_input = resolve_templates(self.prompt_template, self.input_col)
         check_columns(X, self._input_columns())

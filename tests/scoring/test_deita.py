@@ -222,8 +222,9 @@ def test_generate_fallback_path_equals_deita_loop(
 ):
     # Models outside the fast path's architectures are scored through generate
     # on left-padded batches; force that path on the tiny Llamas.
-    first_token = pytest.importorskip("skdeita.scoring._first_token")
-    monkeypatch.setattr(first_token, "_PLAIN_HEAD_MODELS", frozenset())
+    from skdeita.scoring import _first_token
+
+    monkeypatch.setattr(_first_token, "_PLAIN_HEAD_MODELS", frozenset())
     df = rows_frame()
     for path in (complexity_dir, penalty_dir):
         got = complexity(path, batch_size=batch_size).fit_transform(df)["evol_instruction_score"]

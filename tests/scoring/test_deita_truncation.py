@@ -48,6 +48,23 @@ def captured_prompts(monkeypatch):
     return seen
 
 
+def deita_score_of_ids(path, ids: list[int]) -> float:
+    """DEITA's procedure (generate, first scores, E[digit]) on these exact ids."""
+    tokenizer, model = load_reference(str(path))
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor([ids]),
+            max_new_tokens=2,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=tokenizer.eos_token_id,
+        )
+    digits = [tokenizer.convert_tokens_to_ids(d) for d in "123456"]
+    picked = out.scores[0][0, digits].double().numpy()
+    probs = np.exp(picked - picked.max())
+    return float((probs / probs.sum()) @ np.arange(1.0, 7.0))
+
+
 def cue_ids(path, template: str) -> list[int]:
     """The last tokens of a filled template: its closing cue ("##Complexity: ")."""
     tokenizer, _ = load_reference(str(path))
@@ -95,7 +112,11 @@ def test_truncation_warns_with_count_and_keeps_cue(
     assert len(messages) == 1
     assert re.search(rf"\b{n_long} prompts\b", messages[0]), messages[0]
     assert "max_length=90" in messages[0]
-    assert np.isfinite(out[scorer.output_col]).all()
+    # Each row's score is DEITA's score of the (cut) prompt that was scored.
+    expected = [deita_score_of_ids(path, ids) for ids in seen]
+    np.testing.assert_allclose(
+        np.sort(out[scorer.output_col].to_numpy()), np.sort(expected), rtol=0, atol=TOL
+    )
     cue = cue_ids(path, template)
     prefix = tokenizer.encode(template.split("{")[0])[:-1]
     assert len(seen) == len(df)
@@ -145,7 +166,10 @@ def test_default_max_length_is_the_models_context(complexity_dir, captured_promp
         out = scorer.transform(df)
     assert len(captured_prompts) == 2
     assert max(len(ids) for ids in captured_prompts) <= 192
-    assert np.isfinite(out["evol_instruction_score"]).all()
+    expected = [deita_score_of_ids(complexity_dir, ids) for ids in captured_prompts]
+    np.testing.assert_allclose(
+        np.sort(out["evol_instruction_score"].to_numpy()), np.sort(expected), rtol=0, atol=TOL
+    )
 
 
 def test_max_length_too_small_for_the_template_raises(complexity_dir):
