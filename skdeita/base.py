@@ -10,12 +10,16 @@
   1. parameters are validated (``_parameter_constraints``, ``_check_params``);
   2. the input is checked (``_check_input``: columns, values, row labels),
      *before* any model loads;
-  3. the model is loaded lazily on first use, once per process (shared by
-     clones through :mod:`skdeita.utils._model_cache`), held in the private
-     attribute ``_model`` and left out of pickles unless
+  3. the input's units go through the compute core
+     (:mod:`skdeita.utils._units`): each distinct unit once, the ``cache=``
+     folder's values reused, the rest computed batch by batch and written
+     to the cache as each batch ends;
+  4. the model is loaded only when a unit must be computed, once per process
+     (held by :mod:`skdeita.utils._model_cache`, so that it can be released;
+     ``_model`` reads it), and left out of pickles unless
      ``store_weights_in_pickle=True``;
-  4. ``_compute`` runs on the checked input, and the result is added to a
-     copy of the caller's frame, never to the frame itself.
+  5. the added columns go on a copy of the caller's frame, never on the
+     frame itself.
 
 :class:`~skdeita.DeitaSelector` has no model: it implements the same contract
 around its own sequence (:mod:`skdeita.selection._selector`).
